@@ -1,0 +1,5 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+import mmrazor.models  # noqa: F401  (MMRazor's modules first: we extend them)
+
+from .algorithms import *  # noqa: F401,F403
+from .utils import *  # noqa: F401,F403

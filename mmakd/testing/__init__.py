@@ -1,0 +1,10 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+"""Helpers that generate small inputs for tests, demos and benchmarks."""
+from .batches import det_batch, seg_batch
+from .configs import random_weights_overrides, shapes_det_overrides
+from .hub_cache import seed_checkpoint_cache
+
+__all__ = [
+    'det_batch', 'seg_batch', 'random_weights_overrides',
+    'shapes_det_overrides', 'seed_checkpoint_cache'
+]

@@ -1,0 +1,33 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+import pytest
+
+import mmakd  # noqa: F401  (compatibility layer and registration)
+
+from helpers import REPO
+
+#: Backbone checkpoints the stock configs initialise from.
+BACKBONE_CHECKPOINTS = ('torchvision://resnet50', 'torchvision://resnet101')
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> str:
+    return REPO
+
+
+@pytest.fixture(scope='session')
+def shapes_root(tmp_path_factory) -> str:
+    """A small generated shapes dataset (synthetic), shared by the tests."""
+    from mmakd.datasets import generate_shapes
+    root = str(tmp_path_factory.mktemp('shapes'))
+    generate_shapes(root, num_train=8, num_val=4, size=128, seed=0)
+    return root + '/'
+
+
+@pytest.fixture(scope='session')
+def torch_home(tmp_path_factory) -> str:
+    """A TORCH_HOME whose cache holds random-weight backbone checkpoints,
+    so that configs with ``init_cfg=Pretrained`` run without network."""
+    from mmakd.testing import seed_checkpoint_cache
+    home = str(tmp_path_factory.mktemp('torch_home'))
+    seed_checkpoint_cache(BACKBONE_CHECKPOINTS, home)
+    return home

@@ -6,7 +6,9 @@ import mmakd  # noqa: F401  (compatibility layer and registration)
 from helpers import REPO
 
 #: Backbone checkpoints the stock configs initialise from.
-BACKBONE_CHECKPOINTS = ('torchvision://resnet50', 'torchvision://resnet101')
+BACKBONE_CHECKPOINTS = ('torchvision://resnet50', 'torchvision://resnet101',
+                        'open-mmlab://resnet18_v1c',
+                        'open-mmlab://resnet101_v1c')
 
 
 @pytest.fixture(scope='session')

@@ -1,0 +1,62 @@
+# mmakd: set up an environment and run the demo or the tests.
+#
+#   make demo       create .venv if needed, then run the demo
+#   make test       create .venv if needed, then run the tests (not `slow`)
+#   make test-all   every test, the slow end-to-end ones included
+#   make env        only create/update the environment
+#
+# Variables: PYTHON (interpreter for the venv, default python3), VENV
+# (.venv), PIP_TORCH_FLAGS (extra pip flags for the torch install),
+# MMCV_FIND_LINKS (a folder with a prebuilt mmcv 2.1.0 wheel; without it
+# mmcv is compiled from source, ~18 min on 2 cores), PYTEST_ARGS.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIP_TORCH_FLAGS ?=
+MMCV_FIND_LINKS ?=
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.mmakd-env
+
+.PHONY: env demo test test-all clean-env
+
+env: $(STAMP)
+
+$(STAMP): requirements/torch.txt requirements/build.txt \
+		requirements/mminstall.txt requirements/runtime.txt \
+		requirements/tests.txt setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	@echo "[env] 1/4 torch + torchvision"
+	$(PIP) install $(PIP_TORCH_FLAGS) -r requirements/torch.txt
+	@$(PY) -c "import torchvision.ops" 2>/dev/null || { \
+	  echo "[env] torchvision cannot load its ops next to the torch pip" \
+	       "picked (a CPU-only torch from a local wheel folder?)."; \
+	  echo "[env] reinstalling torch from PyPI with pip --isolated"; \
+	  $(PIP) --isolated install --force-reinstall -r requirements/torch.txt; }
+	@echo "[env] 2/4 mmcv 2.1.0 with ops (compiles ~18 min on 2 cores" \
+	      "unless MMCV_FIND_LINKS has a wheel)"
+	$(PIP) install -r requirements/build.txt
+	$(PIP) install --no-build-isolation \
+	  $(if $(MMCV_FIND_LINKS),--find-links $(MMCV_FIND_LINKS)) \
+	  "$$(grep '^mmcv' requirements/mminstall.txt)"
+	@echo "[env] 3/4 OpenMMLab packages and the rest"
+	$(PIP) install -r requirements/mminstall.txt -r requirements/runtime.txt \
+	  -r requirements/tests.txt
+	@echo "[env] 4/4 mmakd (editable)"
+	$(PIP) install --no-deps -e .
+	$(PY) -c "import mmakd, mmcv.ops; print('[env] ready: mmakd', mmakd.__version__)"
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest tests -m "slow or not slow" $(PYTEST_ARGS)
+
+clean-env:
+	rm -rf $(VENV)

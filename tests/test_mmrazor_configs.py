@@ -21,8 +21,8 @@ def build_shipped(torch_home, monkeypatch):
     checkpoint cache)."""
     monkeypatch.setenv('TORCH_HOME', torch_home)
 
-    def build(path: str):
-        cfg = load_config(path)
+    def build(path: str, cfg_options=None):
+        cfg = load_config(path, cfg_options)
         cfg.merge_from_dict(random_weights_overrides(cfg))
         init_default_scope(cfg.default_scope)
         model = MODELS.build(cfg.model)
@@ -67,3 +67,34 @@ def test_cwd_pspnet_r101_r18_one_step(build_shipped):
     log = one_step(model, optim, seg_batch(2, 64, 64, seed=0))
     assert log['distill.loss_cwd'] > 0
     assert 'student.decode.loss_ce' in log
+
+
+# Converting a shipped config to AKD: the distiller's type plus `avatars`,
+# exactly as `tools/train.py CONFIG --cfg-options ...` would merge them.
+AKD_OPTIONS = {
+    'model.distiller.type': 'AvatarDistiller',
+    'model.distiller.avatars.num_avatars': 2,
+    'model.distiller.avatars.perturbation.p': 0.2,
+}
+
+
+def test_akd_cwd_retinanet_r101_r50_one_step(build_shipped):
+    cfg, model, optim = build_shipped(CWD_RETINA, AKD_OPTIONS)
+    assert type(model.distiller).__name__ == 'AvatarDistiller'
+    assert model.distiller.num_avatars == 2
+    assert model.distiller.perturbation.p == 0.2
+    log = one_step(model, optim, det_batch(2, 128, 128, seed=0))
+    for level in range(5):
+        weights = [log[f'distill.akd.cwd_fpn{level}.w{k}'] for k in range(2)]
+        assert sum(weights).item() == pytest.approx(1.0)
+        assert log[f'distill.akd.cwd_fpn{level}.u'] >= 0
+    assert log['distill.loss_cwd_fpn0'] > 0
+
+
+def test_akd_cwd_pspnet_r101_r18_one_step(build_shipped):
+    cfg, model, optim = build_shipped(CWD_PSPNET, AKD_OPTIONS)
+    model.data_preprocessor.size = (64, 64)
+    log = one_step(model, optim, seg_batch(2, 64, 64, seed=0))
+    assert log['distill.loss_cwd'] > 0
+    assert {'distill.akd.cwd.w0', 'distill.akd.cwd.w1', 'distill.akd.cwd.u'
+            } <= set(log)

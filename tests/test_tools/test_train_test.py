@@ -93,6 +93,27 @@ def test_train_validate_then_test_local_config(tmp_path, shapes_root):
     assert glob.glob(osp.join(test_dir, '*', '*.log'))
 
 
+def test_convert_shipped_config_to_akd_from_the_command_line(
+        tmp_path, shapes_root, torch_home):
+    """MMRazor's CWD RetinaNet config becomes AKD with --cfg-options only;
+    the Avatar weights and uncertainty appear in the training log."""
+    work_dir = str(tmp_path / 'work')
+    log = _check(
+        run_python(['tools/train.py', CWD_RETINA, '--work-dir', work_dir,
+                    '--cfg-options'] +
+                   _options(CWD_RETINA, shapes_root, validate=False,
+                            **{'train_dataloader.dataset.indices': 2}) +
+                   ['model.distiller.type=AvatarDistiller',
+                    'model.distiller.avatars.num_avatars=2'],
+                   dict(TORCH_HOME=torch_home)))
+    assert 'Epoch(train) [1][1/1]' in log
+    for key in ('distill.akd.cwd_fpn0.w0', 'distill.akd.cwd_fpn0.w1',
+                'distill.akd.cwd_fpn4.u', 'distill.loss_cwd_fpn0'):
+        assert key + ':' in log
+    scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    assert scalars and 'distill.akd.cwd_fpn0.w1' in open(scalars[0]).read()
+
+
 def test_train_rejects_missing_config(tmp_path):
     result = run_python(['tools/train.py', 'configs/no_such_config.py'])
     assert result.returncode != 0

@@ -1,0 +1,61 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+from abc import ABCMeta, abstractmethod
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from .functional import check_num_avatars
+
+__all__ = ['BaseAvatarPerturbation']
+
+
+class BaseAvatarPerturbation(nn.Module, metaclass=ABCMeta):
+    """Base of AKD's perturbation transformations (Zhang et al., ACM MM 2023,
+    https://arxiv.org/abs/2305.02722).
+
+    A perturbation maps a teacher tensor ``T`` to ``K`` Avatars stacked on a
+    new leading dimension, ``(K, *T.shape)``, in one batched operation.
+
+    Note:
+        Avatars are drawn whenever the module is called, in training and in
+        evaluation mode alike (the reference applies dropout with
+        ``training=True``): they only exist to compute distillation losses.
+
+    Args:
+        num_avatars (int): ``K``, the Avatars drawn per call unless
+            ``forward`` is given another count. Defaults to 1.
+    """
+
+    def __init__(self, num_avatars: int = 1) -> None:
+        super().__init__()
+        self.num_avatars = check_num_avatars(num_avatars)
+
+    @property
+    @abstractmethod
+    def is_identity(self) -> bool:
+        """Whether the Avatars equal the teacher (strength 0)."""
+
+    @abstractmethod
+    def perturb(self, x: Tensor, num_avatars: int,
+                generator: Optional[torch.Generator]) -> Tensor:
+        """Return ``(num_avatars, *x.shape)`` Avatars of ``x``."""
+
+    def forward(self,
+                x: Tensor,
+                num_avatars: Optional[int] = None,
+                generator: Optional[torch.Generator] = None) -> Tensor:
+        """Draw Avatars of ``x``.
+
+        Args:
+            x (Tensor): Teacher tensor, ``(N, C, *spatial)``.
+            num_avatars (int, optional): Overrides ``self.num_avatars``.
+            generator (torch.Generator, optional): Source of randomness;
+                None uses PyTorch's global generator.
+
+        Returns:
+            Tensor: ``(K, *x.shape)`` Avatars.
+        """
+        if num_avatars is None:
+            num_avatars = self.num_avatars
+        return self.perturb(x, num_avatars, generator)

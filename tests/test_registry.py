@@ -61,3 +61,27 @@ def test_registered_module(name):
         assert torch.isfinite(loss) and student.grad.abs().sum() > 0
     else:
         pytest.skip(f'{name} ({kind}) is covered by its own test module')
+
+
+def test_custom_imports_and_mmrazor_scope_find_mmakd(tmp_path):
+    """A fresh interpreter: a config's custom_imports loads mmakd (and its
+    compatibility layer) and `_scope_='mmrazor'` resolves its modules."""
+    from helpers import run_python
+    config = tmp_path / 'uses_mmakd.py'
+    config.write_text(
+        "custom_imports = dict(imports=['mmakd'], "
+        "allow_failed_imports=False)\n"
+        "connector = dict(_scope_='mmrazor', type='AvatarConnector')\n"
+        "perturbation = dict(type='mmrazor.AvatarDropout', p=0.3)\n")
+    code = (
+        'from mmengine.config import Config\n'
+        'from mmengine.registry import MODELS\n'
+        f'cfg = Config.fromfile({str(config)!r})\n'
+        'import sys; assert "mmakd" in sys.modules\n'
+        'print(type(MODELS.build(cfg.connector)).__name__)\n'
+        'print(MODELS.build(cfg.perturbation))\n')
+    result = run_python(['-c', code])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [
+        'AvatarConnector', 'AvatarDropout(p=0.3,', 'num_avatars=1)'
+    ]

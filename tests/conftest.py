@@ -11,6 +11,18 @@ BACKBONE_CHECKPOINTS = ('torchvision://resnet50', 'torchvision://resnet101',
                         'open-mmlab://resnet101_v1c')
 
 
+@pytest.fixture(autouse=True)
+def restore_default_scope():
+    """Keep MMEngine's global default scope from leaking between tests
+    (``init_default_scope('mmseg')`` in one test would make unscoped builds
+    of later tests look in MMSegmentation's registry)."""
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)
+
+
 @pytest.fixture(scope='session')
 def repo_root() -> str:
     return REPO

@@ -25,8 +25,12 @@ def build_perturbation(cfg: Optional[Union[Dict, BaseAvatarPerturbation]],
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError(f'{key} must be a dict with a `type` such as '
                         f"dict(type='AvatarDropout', p=0.1), got {cfg!r}")
+    cfg = dict(cfg)
+    # mmakd's modules live in MMRazor's registry: resolve there whatever
+    # the caller's default scope (e.g. 'mmdet' in a detection runner).
+    cfg.setdefault('_scope_', 'mmrazor')
     try:
-        module = MODELS.build(dict(cfg))
+        module = MODELS.build(cfg)
     except (ValueError, TypeError) as err:
         # mmengine re-raises with the class location prepended; the
         # perturbation's own message ("p must be ...") is the context.

@@ -44,3 +44,14 @@ def test_extra_repr_shows_strength_and_k():
 def test_build_errors_name_the_key(cfg, error, match):
     with pytest.raises(error, match=match):
         build_perturbation(cfg, 'model.distiller.avatars.perturbation')
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_builds_under_another_default_scope(scope):
+    """Inside a detection or segmentation runner the default scope is not
+    mmrazor; mmakd's modules must still resolve."""
+    from mmengine.registry import DefaultScope, init_default_scope
+    init_default_scope(scope)
+    assert DefaultScope.get_current_instance().scope_name == scope
+    module = build_perturbation(dict(type='AvatarDropout', p=0.3), 'key')
+    assert isinstance(module, AvatarDropout) and module.p == 0.3

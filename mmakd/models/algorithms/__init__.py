@@ -2,3 +2,6 @@
 from .flexible_teacher_distill import FlexibleTeacherDistill
 
 __all__ = ['FlexibleTeacherDistill']
+from .mgkd_analyser_trainer import MGKDAnalyserTrainer  # noqa: E402
+
+__all__ += ['MGKDAnalyserTrainer']

@@ -130,3 +130,175 @@ def test_teacher_checkpoint_loaded_strictly(overlay_cfg, tmp_path):
     assert 'extra.weight' in str(info.value)  # unexpected
     cfg.teacher_ckpt_strict = False
     MODELS.build(cfg)
+
+
+# ---------------------------------------------------------------------------
+# teacher_forward: run the teacher only as far as its recorders need
+# ---------------------------------------------------------------------------
+PSP_STUDENT = osp.join(
+    REPO, 'configs/akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py')
+PSP_TEACHER = osp.join(
+    REPO, 'configs/akd/demo/pspnet_r18-w32_1xb8-800it_shapes-128.py')
+
+
+def _distiller(source, recorder='ModuleOutputs', loss='ChannelWiseDivergence',
+               data_idx=None):
+    record = dict(recorder='r', data_idx=data_idx)
+    return dict(
+        type='ConfigurableDistiller',
+        student_recorders=dict(r=dict(type=recorder, source=source)),
+        teacher_recorders=dict(r=dict(type=recorder, source=source)),
+        distill_losses=dict(loss_kd=dict(type=loss, tau=1.0)),
+        loss_forward_mappings=dict(loss_kd=dict(
+            preds_S=dict(from_student=True, **record),
+            preds_T=dict(from_student=False, **record))))
+
+
+def _seg_model(**kwargs):
+    from mmakd.models.utils import build_model_from_spec
+    with_aux = kwargs.pop('aux', False)
+    options = {}
+    if with_aux:
+        options['model.auxiliary_head'] = dict(
+            type='FCNHead', in_channels=32, in_index=2, channels=16,
+            num_convs=1, concat_input=False, dropout_ratio=0.1,
+            num_classes=7, norm_cfg=dict(type='BN', requires_grad=True),
+            align_corners=False, loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False,
+                loss_weight=0.4))
+    return build_model_from_spec(
+        dict(cfg_path=PSP_STUDENT, cfg_options=options), 'model')
+
+
+@pytest.mark.parametrize('teacher,source,recorder,expected', [
+    ('retina', 'neck', 'ModuleOutputs', 'feat'),
+    ('retina', 'backbone.layer2', 'ModuleOutputs', 'feat'),
+    ('retina', 'bbox_head.retina_cls', 'ModuleOutputs', 'tensor'),
+    ('pspnet', 'decode_head.conv_seg', 'ModuleOutputs', 'tensor'),
+    ('pspnet_aux', 'auxiliary_head.conv_seg', 'ModuleOutputs', 'loss'),
+    ('pspnet', 'mmseg.models.decode_heads.psp_head.PSPHead.forward',
+     'MethodOutputs', 'loss'),
+])
+def test_auto_picks_the_shortest_equivalent_forward(teacher, source,
+                                                    recorder, expected):
+    from mmakd.models.utils import build_model_from_spec
+    if teacher == 'retina':
+        student = build_model_from_spec(dict(cfg_path=LOCAL_STUDENT), 'm')
+        teacher_model = build_model_from_spec(dict(cfg_path=LOCAL_STUDENT),
+                                              'm')
+    else:
+        student = _seg_model(aux=teacher == 'pspnet_aux')
+        teacher_model = _seg_model(aux=teacher == 'pspnet_aux')
+    model = FlexibleTeacherDistill(
+        architecture=student, teacher=teacher_model,
+        distiller=_distiller(source, recorder))
+    assert model.teacher_forward == expected
+
+
+def test_two_stage_detector_heads_need_the_loss_forward():
+    from mmakd.models.utils import build_model_from_spec
+    spec = dict(
+        cfg_path='mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+        cfg_options={'model.backbone.depth': 18,
+                     'model.backbone.init_cfg': None,
+                     'model.neck.in_channels': [64, 128, 256, 512]})
+    for source, expected in (('neck', 'feat'),
+                             ('roi_head.bbox_head.fc_cls', 'loss')):
+        model = FlexibleTeacherDistill(
+            architecture=build_model_from_spec(spec, 'm'),
+            teacher=build_model_from_spec(spec, 'm'),
+            distiller=_distiller(source))
+        assert model.teacher_forward == expected
+
+
+@pytest.mark.parametrize('value,error', [('fast', 'must be one of'),
+                                         ('feat', 'cannot train the teacher')])
+def test_teacher_forward_validation(value, error):
+    kwargs = dict(teacher_trainable=True) if value == 'feat' else {}
+    with pytest.raises(ValueError, match=error):
+        FlexibleTeacherDistill(
+            architecture=_seg_model(), teacher=_seg_model(),
+            distiller=_distiller('decode_head.conv_seg'),
+            teacher_forward=value, **kwargs)
+
+
+def test_truncated_forward_that_misses_a_recorder_is_reported():
+    model = FlexibleTeacherDistill(
+        architecture=_seg_model(), teacher=_seg_model(),
+        distiller=_distiller('decode_head.conv_seg'), teacher_forward='feat')
+    data = model.data_preprocessor(_seg_batch(), True)
+    with pytest.raises(RuntimeError,
+                       match=r"recorder 'r' \(source 'decode_head.conv_seg'\)"
+                       r".*teacher_forward='loss'"):
+        model.loss(data['inputs'], data['data_samples'])
+
+
+def _seg_batch():
+    from mmakd.testing import seg_batch
+    return seg_batch(2, 64, 64, num_classes=7, seed=3)
+
+
+def _same_weights_pair(ours_cls_kwargs, theirs_cls, student, teacher,
+                       distiller):
+    """Our algorithm and MMRazor's, with identical weights."""
+    ours = FlexibleTeacherDistill(
+        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
+        distiller=copy.deepcopy(distiller), **ours_cls_kwargs)
+    theirs = theirs_cls(
+        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
+        distiller=copy.deepcopy(distiller))
+    theirs.load_state_dict(ours.state_dict())
+    ours.train()
+    theirs.train()
+    return ours, theirs
+
+
+def _losses_with_seed(model, data, seed=7):
+    torch.manual_seed(seed)
+    return {
+        k: torch.stack([x.detach() for x in v])
+        if isinstance(v, list) else v.detach()
+        for k, v in model.loss(**data).items()
+    }
+
+
+def test_tensor_mode_losses_equal_mmrazor_single_teacher_distill():
+    """PSPNet logits with an auxiliary head: MMRazor runs the teacher's
+    full loss (decode + auxiliary heads), we run decode_head only. With the
+    dropout layers off (their random draws would otherwise be consumed in
+    a different order) every loss is identical."""
+    from mmrazor.models import SingleTeacherDistill
+    student, teacher = _seg_model(aux=True), _seg_model(aux=True)
+    for m in list(student.modules()) + list(teacher.modules()):
+        if isinstance(m, torch.nn.Dropout2d) or isinstance(
+                m, torch.nn.Dropout):
+            m.p = 0.0
+    ours, theirs = _same_weights_pair({}, SingleTeacherDistill, student,
+                                      teacher,
+                                      _distiller('decode_head.conv_seg'))
+    assert ours.teacher_forward == 'tensor'
+    batch = ours.data_preprocessor(_seg_batch(), True)
+    data = dict(batch_inputs=batch['inputs'], data_samples=batch['data_samples'])
+    a, b = _losses_with_seed(ours, data), _losses_with_seed(theirs, data)
+    assert set(a) == set(b)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+
+
+def test_feat_mode_losses_equal_mmrazor_fpn_teacher_distill():
+    from mmakd.models.utils import build_model_from_spec
+    from mmrazor.models import FpnTeacherDistill, SingleTeacherDistill
+    student = build_model_from_spec(dict(cfg_path=LOCAL_STUDENT), 'm')
+    teacher = build_model_from_spec(dict(cfg_path=LOCAL_STUDENT), 'm')
+    distiller = _distiller('neck', data_idx=1)
+    batch = det_batch(2, 96, 96, num_classes=6, seed=2)
+    for theirs_cls in (FpnTeacherDistill, SingleTeacherDistill):
+        ours, theirs = _same_weights_pair({}, theirs_cls, student, teacher,
+                                          distiller)
+        assert ours.teacher_forward == 'feat'
+        data = ours.data_preprocessor(batch, True)
+        data = dict(batch_inputs=data['inputs'],
+                    data_samples=data['data_samples'])
+        a, b = _losses_with_seed(ours, data), _losses_with_seed(theirs, data)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)

@@ -1,0 +1,250 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+"""Run ``tools/train.py`` as a user would and read back what it measured.
+
+Used by ``tools/demo.py`` and ``tools/reproduce.py``: every training run is a
+separate ``python tools/train.py CONFIG --work-dir DIR --cfg-options ...``
+process (the command is printed, so any step can be re-run by hand), and the
+results are read from the files MMEngine writes (``vis_data/scalars.json``),
+not from the console.
+"""
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from glob import glob
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+__all__ = [
+    'RunResult', 'to_cli_options', 'train', 'read_scalars', 'final_metrics',
+    'find_checkpoint', 'paired_summary'
+]
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TRAIN = osp.join(REPO, 'tools', 'train.py')
+
+
+@dataclass
+class RunResult:
+    """What one training run left behind.
+
+    Attributes:
+        name (str): Label of the run (``teacher``, ``akd``...).
+        config (str): The config file.
+        work_dir (str): Its work directory.
+        command (list[str]): The exact command that was run.
+        metrics (dict): The last validation metrics, e.g. ``{'mIoU': 61.2}``
+            (for distillation runs the student's, and the teacher's under
+            ``teacher.<key>``).
+        sec_per_iter (float): Mean training-iteration time (MMEngine's
+            ``time``), warm-up iterations excluded.
+        wall_seconds (float): Wall time of the whole process.
+        checkpoint (str): The last checkpoint.
+        train_log (list[dict]): Training scalars per logged iteration.
+        val_log (list[dict]): Validation scalars per evaluation.
+    """
+    name: str
+    config: str
+    work_dir: str
+    command: List[str]
+    metrics: Dict[str, float] = field(default_factory=dict)
+    sec_per_iter: float = float('nan')
+    wall_seconds: float = float('nan')
+    checkpoint: str = ''
+    train_log: List[Dict[str, Any]] = field(default_factory=list)
+    val_log: List[Dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-friendly dict (logs left out)."""
+        out = asdict(self)
+        out.pop('train_log')
+        out.pop('val_log')
+        return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        inner = ','.join(_fmt(v) for v in value)
+        return f'({inner})' if isinstance(value, tuple) else f'[{inner}]'
+    return str(value)
+
+
+def to_cli_options(options: Dict[str, Any]) -> List[str]:
+    """Render dotted overrides as ``--cfg-options`` arguments.
+
+    Args:
+        options (dict): E.g. ``{'model.teacher_ckpt': 'a.pth',
+            'train_cfg.max_iters': 50}``; a dict value expands into dotted
+            keys.
+
+    Returns:
+        list[str]: ``['model.teacher_ckpt=a.pth', 'train_cfg.max_iters=50']``.
+    """
+    args = []
+    for key, value in options.items():
+        if isinstance(value, dict):
+            args += to_cli_options({f'{key}.{k}': v for k, v in value.items()})
+        else:
+            args.append(f'{key}={_fmt(value)}')
+    return args
+
+
+def read_scalars(work_dir: str) -> List[Dict[str, Any]]:
+    """All records of the newest ``vis_data/scalars.json`` in ``work_dir``."""
+    files = sorted(glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    if not files:
+        raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir}')
+    with open(files[-1]) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _is_train(record: Dict[str, Any]) -> bool:
+    return 'loss' in record or 'lr' in record
+
+
+def final_metrics(records: Sequence[Dict[str, Any]]) -> Dict[str, float]:
+    """Metrics of the last validation record.
+
+    ``SingleTeacherDistillValLoop`` logs the student's metrics plainly and
+    the teacher's with a ``teacher.`` prefix; both are kept.
+    """
+    vals = [r for r in records if not _is_train(r)]
+    if not vals:
+        return {}
+    last = vals[-1]
+    return {
+        k: float(v)
+        for k, v in last.items()
+        if k not in ('step', 'iter', 'epoch', 'time', 'data_time')
+        and isinstance(v, (int, float))
+    }
+
+
+def find_checkpoint(work_dir: str) -> str:
+    """The checkpoint named in ``work_dir/last_checkpoint``."""
+    path = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{work_dir} has no last_checkpoint')
+    with open(path) as f:
+        return f.read().strip()
+
+
+def train(name: str,
+          config: str,
+          work_dir: str,
+          options: Optional[Dict[str, Any]] = None,
+          echo: Optional[Callable[[str], None]] = None,
+          env: Optional[Dict[str, str]] = None,
+          warmup_records: int = 1) -> RunResult:
+    """Train ``config`` with ``tools/train.py`` in a fresh process.
+
+    Args:
+        name (str): Label of the run.
+        config (str): Config path.
+        work_dir (str): Work directory (reused: delete it to start over).
+        options (dict, optional): ``--cfg-options`` overrides.
+        echo (Callable, optional): Receives each console line worth showing
+            (training progress and errors); None prints nothing.
+        env (dict, optional): Extra environment variables.
+        warmup_records (int): Logged training records left out of
+            ``sec_per_iter``. Defaults to 1.
+
+    Returns:
+        RunResult: Metrics, timing and logs of the run.
+
+    Raises:
+        RuntimeError: With the end of the output, if training failed.
+    """
+    command = [sys.executable, TRAIN, config, '--work-dir', work_dir]
+    if options:
+        command += ['--cfg-options'] + to_cli_options(options)
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get(
+        'PYTHONPATH', '')
+    full_env.setdefault('PYTHONUNBUFFERED', '1')
+    os.makedirs(work_dir, exist_ok=True)
+    start = time.perf_counter()
+    tail: List[str] = []
+    with subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1) as proc:
+        for line in proc.stdout:
+            tail = (tail + [line.rstrip()])[-60:]
+            if echo and ('Iter(train)' in line or 'Epoch(train)' in line
+                         or 'Iter(val)' in line and 'mIoU' in line
+                         or 'Error' in line or 'bbox_mAP:' in line):
+                echo(line.rstrip())
+        proc.wait()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f'training {name} failed ({" ".join(command)}):\n'
+                           + '\n'.join(tail))
+    records = read_scalars(work_dir)
+    train_log = [r for r in records if _is_train(r)]
+    val_log = [r for r in records if not _is_train(r)]
+    times = [r['time'] for r in train_log[warmup_records:] if 'time' in r]
+    if not times:
+        times = [r['time'] for r in train_log if 'time' in r]
+    return RunResult(
+        name=name,
+        config=config,
+        work_dir=work_dir,
+        command=command,
+        metrics=final_metrics(records),
+        sec_per_iter=sum(times) / len(times) if times else float('nan'),
+        wall_seconds=wall,
+        checkpoint=find_checkpoint(work_dir),
+        train_log=train_log,
+        val_log=val_log)
+
+
+def _mean_std(values: Sequence[float]) -> Dict[str, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean)**2
+                        for v in values) / (n - 1)) if n > 1 else 0.0
+    return dict(mean=mean, std=std, n=n)
+
+
+def paired_summary(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
+    """Mean ± std of two paired samples and of their difference ``b - a``.
+
+    With ``n >= 2`` seeds it adds the paired t statistic, its two-sided
+    p-value and a 95% confidence interval of the mean difference.
+
+    Args:
+        a (Sequence[float]): Metric of configuration A per seed.
+        b (Sequence[float]): Metric of configuration B, same seeds.
+
+    Returns:
+        dict: ``a``, ``b``, ``diff`` (each mean/std/n) and, for n >= 2,
+        ``t``, ``p_value``, ``ci95``.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError('paired samples need the same, non-zero length')
+    diff = [y - x for x, y in zip(a, b)]
+    out: Dict[str, Any] = dict(
+        a=_mean_std(a), b=_mean_std(b), diff=_mean_std(diff))
+    n = len(diff)
+    if n >= 2:
+        from scipy import stats
+        d = out['diff']
+        sem = d['std'] / math.sqrt(n)
+        if sem > 0:
+            out['t'] = d['mean'] / sem
+            out['p_value'] = float(2 * stats.t.sf(abs(out['t']), n - 1))
+        else:
+            out['t'] = float('inf') if d['mean'] else 0.0
+            out['p_value'] = 0.0 if d['mean'] else 1.0
+        half = float(stats.t.ppf(0.975, n - 1)) * sem
+        out['ci95'] = [d['mean'] - half, d['mean'] + half]
+    return out

@@ -42,3 +42,40 @@ def cli_options(overrides: dict) -> List[str]:
         else:
             args.append(f'{key}={fmt(value)}')
     return args
+
+
+DEMO = 'configs/akd/demo'
+DEMO_TEACHER = f'{DEMO}/pspnet_r18-w32_1xb8-800it_shapes-128.py'
+DEMO_STUDENT = f'{DEMO}/pspnet_r18-w8_1xb8-600it_shapes-128.py'
+DEMO_CWD = f'{DEMO}/cwd_logits_pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_shapes-128.py'  # noqa: E501
+DEMO_AKD = f'{DEMO}/akd_cwd_logits_pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_shapes-128.py'  # noqa: E501
+
+
+def demo_options(data_root: str, iters: int, batch_size: int = 2,
+                 **extra) -> dict:
+    """--cfg-options that run a demo config for a few iterations on the
+    test's generated shapes dataset."""
+    options = {}
+    for split in ('train', 'val', 'test'):
+        options[f'{split}_dataloader.dataset.data_root'] = data_root
+    options.update({
+        'train_dataloader.batch_size': batch_size,
+        'val_dataloader.batch_size': 2,
+        'train_cfg.max_iters': iters,
+        'train_cfg.val_interval': iters,
+        'param_scheduler.0.end': iters,
+        'default_hooks.checkpoint.interval': iters,
+        'default_hooks.logger.interval': 1,
+    })
+    options.update(extra)
+    return options
+
+
+def random_teacher_checkpoint(path: str, config: str = DEMO_TEACHER) -> str:
+    """Save a randomly initialised teacher of ``config`` to ``path``."""
+    import torch
+    from mmakd.models.utils import build_model_from_spec
+    torch.manual_seed(0)
+    model = build_model_from_spec(dict(cfg_path=config), 'teacher')
+    torch.save(dict(state_dict=model.state_dict(), meta={}), path)
+    return path

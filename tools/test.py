@@ -17,6 +17,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where to save the test logs')
     parser.add_argument(
+        '--out',
+        help='also dump the raw predictions to this .pkl file (mmengine '
+        'DumpResults)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -42,6 +46,13 @@ def main() -> None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(cfg.filename))[0])
     cfg.load_from = args.checkpoint
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError('--out must end with .pkl or .pickle')
+        dump = dict(type='DumpResults', out_file_path=args.out)
+        evaluator = cfg.test_evaluator
+        cfg.test_evaluator = (list(evaluator) if isinstance(
+            evaluator, (list, tuple)) else [evaluator]) + [dump]
     runner = Runner.from_cfg(cfg)
     runner.test()
 

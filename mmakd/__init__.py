@@ -33,6 +33,6 @@ for _name, (_module, _low, _high) in _REQUIRED.items():
             f'mmakd {__version__} needs {_name}>={_low},<{_high}, but '
             f'{_name}=={_module.__version__} is installed.')
 
-from . import models  # noqa: E402,F401  (registers mmakd's modules)
+from . import engine, models  # noqa: E402,F401  (registers mmakd's modules)
 
-__all__ = ['__version__', 'version_info', 'compat', 'models']
+__all__ = ['__version__', 'version_info', 'compat', 'engine', 'models']

@@ -10,8 +10,12 @@ __all__ = ['random_weights_overrides', 'shapes_det_overrides']
 def random_weights_overrides(cfg: Config) -> Dict[str, Any]:
     """``--cfg-options`` that build ``cfg.model`` with random weights.
 
-    Drops the teacher checkpoint and any ``pretrained=True`` of the teacher
-    or student, so that building needs no download.
+    Drops everything that loads weights while the model is built: the
+    teacher checkpoint, ``pretrained`` of the teacher or student, the
+    ``checkpoint`` of distiller connectors and the ``pretrained`` of
+    distillation losses (e.g. the output of an earlier training stage, or
+    MasKD's mask tokens). Backbone ``init_cfg``s are left alone: they only
+    load in ``init_weights()``.
 
     Args:
         cfg (Config): A distillation config.
@@ -26,6 +30,12 @@ def random_weights_overrides(cfg: Config) -> Dict[str, Any]:
         sub = cfg.model.get(key)
         if isinstance(sub, dict) and sub.get('pretrained'):
             overrides[f'model.{key}.pretrained'] = False
+    distiller = cfg.model.get('distiller') or {}
+    for group, key in (('connectors', 'checkpoint'), ('distill_losses',
+                                                      'pretrained')):
+        for name, module in (distiller.get(group) or {}).items():
+            if isinstance(module, dict) and module.get(key):
+                overrides[f'model.distiller.{group}.{name}.{key}'] = None
     return overrides
 
 

@@ -87,4 +87,7 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=1),
     dist_cfg=dict(backend='nccl'))
 randomness = dict(seed=0)
+# Resume with the random state of the checkpoint (exact continuation).
+custom_imports = dict(imports=['mmakd'], allow_failed_imports=False)
+custom_hooks = [dict(type='mmrazor.RandomStateHook')]
 log_processor = dict(by_epoch=False)

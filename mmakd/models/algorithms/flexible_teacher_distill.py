@@ -5,8 +5,8 @@ import os.path as osp
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
+from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
-from mmengine.runner import load_checkpoint
 from mmengine.structures import BaseDataElement
 from mmrazor.models import SingleTeacherDistill
 from mmrazor.models.task_modules.recorder import (ModuleInputsRecorder,
@@ -17,6 +17,9 @@ from torch import nn
 from mmakd.registry import MODELS
 from ..utils.model_spec import build_model_from_spec
 from ..utils.preprocessor import check_preprocessors_match
+from ..utils.validation import (check_recorder_sources,
+                                compare_record_shapes,
+                                load_teacher_checkpoint)
 
 __all__ = ['FlexibleTeacherDistill']
 
@@ -56,6 +59,43 @@ def _tensor_mode_parts(model: nn.Module) -> Tuple[str, ...]:
 
 def _within(source: str, parts: Tuple[str, ...]) -> bool:
     return any(source == p or source.startswith(p + '.') for p in parts)
+
+
+def _recorder_sources(manager: Any) -> Optional[List[str]]:
+    """Module paths of all recorders of a ``RecorderManager``, or None if
+    any recorder is not a module hook."""
+    if manager is None:
+        return None
+    sources = []
+    for recorder in manager.recorders.values():
+        if not isinstance(recorder,
+                          (ModuleOutputsRecorder, ModuleInputsRecorder)):
+            return None
+        sources.append(recorder.source)
+    return sources
+
+
+def shortest_forward(model: nn.Module, manager: Any) -> str:
+    """``'feat'``, ``'tensor'`` or ``'loss'``: the shortest forward of
+    ``model`` that runs every module its recorders hook exactly as the
+    training (loss-mode) forward does."""
+    sources = _recorder_sources(manager)
+    if not sources:
+        return 'loss'
+    if hasattr(model, 'extract_feat') and all(
+            _within(s, FEAT_PARTS) for s in sources):
+        return 'feat'
+    parts = _tensor_mode_parts(model)
+    if parts and all(_within(s, parts) for s in sources):
+        return 'tensor'
+    return 'loss'
+
+
+def _run(model: nn.Module, mode: str, inputs: torch.Tensor,
+         data_samples: Optional[List[BaseDataElement]]) -> Any:
+    if mode == 'feat':
+        return model.extract_feat(inputs)
+    return model(inputs, data_samples, mode=mode)
 
 
 def _is_remote(path: str) -> bool:
@@ -122,6 +162,17 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             preprocessing. Defaults to True.
         teacher_forward (str): ``'auto'``, ``'feat'``, ``'tensor'`` or
             ``'loss'`` (see above). Defaults to ``'auto'``.
+        check_shapes (bool): At build time, run student and teacher on a
+            small random batch (64x64, evaluation mode, no gradient) and
+            fail if a loss would compare a student and a teacher tensor of
+            different shapes that no connector aligns. Skipped with a
+            warning if the models cannot run on that batch, and for
+            recorders only the loss-mode forward reaches. Defaults to True.
+        nonfinite (str): What to do when a distillation loss is NaN or Inf:
+            ``'raise'`` (a ``FloatingPointError`` naming the losses) or
+            ``'skip'`` (log a warning and leave the distillation losses out
+            of this iteration; the student's own losses still train).
+            Defaults to ``'raise'``.
         data_preprocessor (dict | nn.Module, optional): The preprocessor
             that runs; None uses the student's. Defaults to None.
         **kwargs: Other arguments of ``SingleTeacherDistill``
@@ -137,11 +188,16 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
                  teacher_ckpt_strict: bool = True,
                  check_preprocessors: bool = True,
                  teacher_forward: str = 'auto',
+                 check_shapes: bool = True,
+                 nonfinite: str = 'raise',
                  data_preprocessor: Optional[Union[Dict, nn.Module]] = None,
                  **kwargs: Any) -> None:
         if teacher_forward not in TEACHER_FORWARDS:
             raise ValueError(f'model.teacher_forward must be one of '
                              f'{TEACHER_FORWARDS}, got {teacher_forward!r}')
+        if nonfinite not in ('raise', 'skip'):
+            raise ValueError("model.nonfinite must be 'raise' or 'skip', got "
+                             f'{nonfinite!r}')
         if teacher_ckpt and not _is_remote(teacher_ckpt) \
                 and not osp.isfile(teacher_ckpt):
             raise FileNotFoundError(
@@ -150,6 +206,13 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         student_model = build_model_from_spec(architecture,
                                               'model.architecture')
         teacher_model = build_model_from_spec(teacher, 'model.teacher')
+        if isinstance(distiller, dict):
+            check_recorder_sources(
+                distiller.get('student_recorders'), student_model,
+                'model.distiller.student_recorders')
+            check_recorder_sources(
+                distiller.get('teacher_recorders'), teacher_model,
+                'model.distiller.teacher_recorders')
         super().__init__(
             architecture=student_model,
             teacher=teacher_model,
@@ -168,33 +231,19 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             check_preprocessors_match((runs, self.data_preprocessor), others)
         self.teacher_ckpt = teacher_ckpt
         if teacher_ckpt:
-            load_checkpoint(
-                self.teacher,
-                teacher_ckpt,
-                map_location='cpu',
-                strict=teacher_ckpt_strict)
+            load_teacher_checkpoint(self.teacher, teacher_ckpt,
+                                    teacher_ckpt_strict)
             # Keep the runner's init_weights() from overwriting the teacher.
             self.teacher._is_init = True
+        self.nonfinite = nonfinite
         self.teacher_forward = self._resolve_teacher_forward(teacher_forward)
         self._records_checked = False
+        if check_shapes:
+            self._check_record_shapes()
 
     # ------------------------------------------------------------------
     # how far the teacher runs
     # ------------------------------------------------------------------
-    def _teacher_recorder_sources(self) -> Optional[List[str]]:
-        """Module paths of all teacher recorders, or None if any recorder
-        is not a module hook (or the distiller has no recorder manager)."""
-        manager = getattr(self.distiller, 'teacher_recorders', None)
-        if manager is None:
-            return None
-        sources = []
-        for recorder in manager.recorders.values():
-            if not isinstance(recorder,
-                              (ModuleOutputsRecorder, ModuleInputsRecorder)):
-                return None
-            sources.append(recorder.source)
-        return sources
-
     def _resolve_teacher_forward(self, requested: str) -> str:
         if self.teacher_trainable:
             if requested not in ('auto', 'loss'):
@@ -208,16 +257,67 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         deliveries = getattr(self.distiller, 'deliveries', None)
         if deliveries is not None and getattr(deliveries, 'deliveries', None):
             return 'loss'
-        sources = self._teacher_recorder_sources()
-        if not sources:
-            return 'loss'
-        if hasattr(self.teacher, 'extract_feat') and all(
-                _within(s, FEAT_PARTS) for s in sources):
-            return 'feat'
-        parts = _tensor_mode_parts(self.teacher)
-        if parts and all(_within(s, parts) for s in sources):
-            return 'tensor'
-        return 'loss'
+        return shortest_forward(
+            self.teacher, getattr(self.distiller, 'teacher_recorders', None))
+
+    def _check_record_shapes(self) -> None:
+        """Dry run on a random 2x3x64x64 batch; see ``check_shapes``."""
+        mappings = getattr(self.distiller, 'loss_forward_mappings', None)
+        if not mappings:
+            return
+        modes = dict(
+            student=shortest_forward(
+                self.student, getattr(self.distiller, 'student_recorders',
+                                      None)),
+            teacher=self.teacher_forward)
+        reachable = {side for side, mode in modes.items() if mode != 'loss'}
+        if not reachable:
+            return
+        was_training = self.training
+        self.eval()
+        inputs = torch.rand(2, 3, 64, 64, generator=torch.Generator(
+        ).manual_seed(0)) * 255
+        inputs = (inputs - 128) / 64
+        try:
+            with torch.no_grad(), self.distiller.student_recorders, \
+                    self.distiller.teacher_recorders:
+                for side in sorted(reachable):
+                    _run(getattr(self, side), modes[side], inputs, None)
+                problems = self._shape_problems(mappings, reachable)
+        except Exception as err:  # noqa: B902 - any model may refuse
+            print_log(
+                'model.check_shapes: skipped, the models cannot run on a '
+                f'2x3x64x64 batch ({type(err).__name__}: {err})',
+                logger='current', level=30)
+            return
+        finally:
+            self.train(was_training)
+        if problems:
+            raise ValueError(' '.join(problems) +
+                             ' (model.check_shapes=False skips this check.)')
+
+    def _shape_problems(self, mappings: Dict[str, Dict],
+                        reachable: set) -> List[str]:
+        problems = []
+        for loss_name, mapping in mappings.items():
+            sides = {True: [], False: []}
+            for arg, record in mapping.items():
+                if isinstance(record, dict) and 'from_student' in record:
+                    sides[record['from_student']].append((arg, record))
+            if len(sides[True]) != 1 or len(sides[False]) != 1 or \
+                    {'student', 'teacher'} - reachable:
+                continue
+            (s_arg, s_rec), (t_arg, t_rec) = sides[True][0], sides[False][0]
+            problem = compare_record_shapes(
+                loss_name,
+                type(self.distiller.distill_losses[loss_name]).__name__,
+                (s_arg, self.distiller.get_record(**s_rec),
+                 s_rec.get('connector')),
+                (t_arg, self.distiller.get_record(**t_rec),
+                 t_rec.get('connector')))
+            if problem:
+                problems.append(problem)
+        return problems
 
     def _check_teacher_records(self) -> None:
         """After the first truncated forward, every recorder must hold data."""
@@ -233,15 +333,46 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         self._records_checked = True
 
     def _run_teacher(self, batch_inputs: torch.Tensor,
-                     data_samples: Optional[List[BaseDataElement]]) -> None:
+                     data_samples: Optional[List[BaseDataElement]]
+                     ) -> Dict[str, torch.Tensor]:
+        """Run the teacher as far as ``teacher_forward`` says; return its
+        losses if it is trainable."""
         with self.distiller.teacher_recorders, self.distiller.deliveries:
+            if self.teacher_trainable:
+                return self.teacher(batch_inputs, data_samples, mode='loss')
             with torch.no_grad():
-                if self.teacher_forward == 'feat':
-                    self.teacher.extract_feat(batch_inputs)
-                else:
-                    self.teacher(batch_inputs, data_samples, mode='tensor')
-        if not self._records_checked:
+                _run(self.teacher, self.teacher_forward, batch_inputs,
+                     data_samples)
+        if not self._records_checked and self.teacher_forward != 'loss':
             self._check_teacher_records()
+        return {}
+
+    def _distill_losses(self) -> Dict[str, torch.Tensor]:
+        """The distiller's losses, with the ``nonfinite`` policy."""
+        try:
+            losses = self.distiller.compute_distill_losses()
+            keys = [k for k in losses if 'loss' in k]
+            if keys:
+                finite = torch.stack([
+                    torch.isfinite(losses[k].detach()).all() for k in keys
+                ])
+                if not bool(finite.all()):
+                    bad = [k for k, ok in zip(keys, finite.tolist()) if not ok]
+                    raise FloatingPointError(
+                        f'distillation losses {bad} are NaN or Inf')
+        except FloatingPointError as err:
+            iteration = MessageHub.get_current_instance().get_info('iter')
+            if self.nonfinite == 'raise':
+                raise FloatingPointError(
+                    f'{err} (iteration {iteration}); set model.nonfinite='
+                    "'skip' to skip such iterations' distillation with a "
+                    'warning.') from err
+            print_log(
+                f'{err} (iteration {iteration}): distillation skipped for '
+                "this iteration (model.nonfinite='skip').",
+                logger='current', level=30)
+            return {}
+        return losses
 
     def loss(self,
              batch_inputs: torch.Tensor,
@@ -249,11 +380,10 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
              ) -> Dict[str, torch.Tensor]:
         """Distillation losses; the teacher runs as ``teacher_forward``
         says, the student exactly as in ``SingleTeacherDistill``."""
-        if self.teacher_forward == 'loss':
-            return super().loss(batch_inputs, data_samples)
         losses = dict()
         self.distiller.set_deliveries_override(False)
-        self._run_teacher(batch_inputs, data_samples)
+        teacher_losses = self._run_teacher(batch_inputs, data_samples)
+        losses.update(add_prefix(teacher_losses, 'teacher'))
         self.distiller.set_deliveries_override(True)
         with self.distiller.student_recorders, self.distiller.deliveries:
             if self.calculate_student_loss:
@@ -266,7 +396,5 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
                 with torch.no_grad():
                     self.student(batch_inputs, data_samples, mode='loss')
         if not self.distillation_stopped:
-            losses.update(
-                add_prefix(self.distiller.compute_distill_losses(),
-                           'distill'))
+            losses.update(add_prefix(self._distill_losses(), 'distill'))
         return losses

@@ -126,10 +126,30 @@ def test_teacher_checkpoint_loaded_strictly(overlay_cfg, tmp_path):
     torch.save(dict(state_dict=partial), path)
     with pytest.raises(RuntimeError) as info:
         MODELS.build(copy.deepcopy(cfg))
-    assert 'bbox_head.retina_cls.weight' in str(info.value)  # missing
-    assert 'extra.weight' in str(info.value)  # unexpected
+    message = str(info.value)
+    n_head = sum(k.startswith('bbox_head.') for k in
+                 source.teacher.state_dict())
+    assert f"model.teacher_ckpt='{path}' does not match RetinaNet" in message
+    assert f'{n_head} missing keys [bbox_head.' in message
+    assert '1 unexpected keys [extra.weight]' in message
+    assert 'teacher_ckpt_strict=False' in message
     cfg.teacher_ckpt_strict = False
-    MODELS.build(cfg)
+    relaxed = MODELS.build(cfg)  # loads what matches, warns about the rest
+    for k, v in partial.items():
+        if k in relaxed.teacher.state_dict():
+            assert torch.equal(relaxed.teacher.state_dict()[k], v), k
+
+
+def test_truncated_teacher_checkpoint_names_the_file(overlay_cfg, tmp_path):
+    cfg = copy.deepcopy(overlay_cfg.model)
+    path = tmp_path / 'teacher.pth'
+    torch.save(dict(state_dict={'w': torch.zeros(100)}), str(path))
+    path.write_bytes(path.read_bytes()[:200])  # cut the download short
+    cfg.teacher_ckpt = str(path)
+    with pytest.raises(RuntimeError,
+                       match=rf"model.teacher_ckpt='{path}' cannot be read "
+                       r'as a checkpoint \(truncated'):
+        MODELS.build(cfg)
 
 
 # ---------------------------------------------------------------------------
@@ -302,3 +322,99 @@ def test_feat_mode_losses_equal_mmrazor_fpn_teacher_distill():
         a, b = _losses_with_seed(ours, data), _losses_with_seed(theirs, data)
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------
+# build-time validation and the non-finite policy
+# ---------------------------------------------------------------------------
+def _psp_pair():
+    from mmakd.models.utils import build_model_from_spec
+    return (build_model_from_spec(dict(cfg_path=PSP_STUDENT), 'm'),
+            build_model_from_spec(dict(cfg_path=PSP_TEACHER), 'm'))
+
+
+def test_recorder_source_that_is_not_a_module():
+    student, teacher = _psp_pair()
+    distiller = _distiller('decode_head.conv_seg')
+    distiller['teacher_recorders']['r']['source'] = 'decode_head.conv_sg'
+    with pytest.raises(ValueError) as info:
+        FlexibleTeacherDistill(architecture=student, teacher=teacher,
+                               distiller=distiller)
+    message = str(info.value)
+    assert message.startswith(
+        "model.distiller.teacher_recorders.r.source='decode_head.conv_sg' "
+        'is not a module of EncoderDecoder')
+    assert "did you mean ['decode_head.conv_seg'" in message
+
+
+def test_method_recorder_that_cannot_be_imported():
+    student, teacher = _psp_pair()
+    distiller = _distiller('mmseg.models.decode_heads.NoSuchHead.forward',
+                           recorder='MethodOutputs')
+    with pytest.raises(ValueError,
+                       match=r'student_recorders.r.source=.*cannot be '
+                       r'imported'):
+        FlexibleTeacherDistill(architecture=student, teacher=teacher,
+                               distiller=distiller)
+
+
+def test_record_shapes_that_no_connector_aligns():
+    """Student bottleneck (32 channels) vs teacher bottleneck (64)."""
+    student, teacher = _psp_pair()
+    distiller = _distiller('decode_head.bottleneck')
+    with pytest.raises(ValueError) as info:
+        FlexibleTeacherDistill(architecture=copy.deepcopy(student),
+                               teacher=copy.deepcopy(teacher),
+                               distiller=copy.deepcopy(distiller))
+    message = str(info.value)
+    assert 'model.distiller.loss_forward_mappings.loss_kd' in message
+    assert "'preds_S' has per-sample shape(s) [(32, 8, 8)]" in message
+    assert "'preds_T' [(64, 8, 8)]" in message
+    assert 'no connector aligns them' in message
+
+    def with_connector(out_channel):
+        cfg = copy.deepcopy(distiller)
+        cfg['connectors'] = dict(align=dict(
+            type='ConvModuleConnector', in_channel=32,
+            out_channel=out_channel, kernel_size=1))
+        cfg['loss_forward_mappings']['loss_kd']['preds_S'][
+            'connector'] = 'align'
+        return FlexibleTeacherDistill(architecture=copy.deepcopy(student),
+                                      teacher=copy.deepcopy(teacher),
+                                      distiller=cfg)
+
+    with_connector(64)  # aligned: builds
+    with pytest.raises(ValueError, match='the connector does not align'):
+        with_connector(48)
+    FlexibleTeacherDistill(architecture=student, teacher=teacher,
+                           distiller=distiller, check_shapes=False)
+
+
+@pytest.mark.parametrize('policy', ['raise', 'skip'])
+def test_nonfinite_distillation_losses(policy, monkeypatch):
+    student, teacher = _psp_pair()
+    model = FlexibleTeacherDistill(
+        architecture=student, teacher=teacher,
+        distiller=_distiller('decode_head.conv_seg'), nonfinite=policy)
+    monkeypatch.setattr(
+        model.distiller, 'compute_distill_losses',
+        lambda: dict(loss_kd=torch.tensor(float('nan')),
+                     other_loss=torch.tensor(1.0)))
+    data = model.data_preprocessor(_seg_batch(), True)
+    if policy == 'raise':
+        with pytest.raises(FloatingPointError,
+                           match=r"\['loss_kd'\] are NaN or Inf.*"
+                           r"model.nonfinite='skip'"):
+            model.loss(data['inputs'], data['data_samples'])
+    else:
+        losses = model.loss(data['inputs'], data['data_samples'])
+        assert not any(k.startswith('distill.') for k in losses)
+        assert torch.isfinite(losses['student.decode.loss_ce'])
+
+
+def test_invalid_nonfinite_policy():
+    student, teacher = _psp_pair()
+    with pytest.raises(ValueError, match="model.nonfinite must be 'raise'"):
+        FlexibleTeacherDistill(architecture=student, teacher=teacher,
+                               distiller=_distiller('decode_head.conv_seg'),
+                               nonfinite='ignore')

@@ -1,0 +1,76 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+"""visualize_avatars.py and plot_logs.py on a short real AKD run."""
+import glob
+import os.path as osp
+import re
+
+import pytest
+
+from helpers import (DEMO_AKD, cli_options, demo_options,
+                     random_teacher_checkpoint, run_python)
+
+
+@pytest.fixture(scope='module')
+def akd_run(tmp_path_factory, shapes_root):
+    tmp = tmp_path_factory.mktemp('akd_run')
+    teacher = random_teacher_checkpoint(str(tmp / 'teacher.pth'))
+    work = str(tmp / 'work')
+    result = run_python([
+        'tools/train.py', DEMO_AKD, '--work-dir', work, '--cfg-options'
+    ] + cli_options(demo_options(shapes_root, iters=3, **{
+        'model.teacher_ckpt': teacher, 'train_cfg.val_interval': 100})))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(work=work, ckpt=osp.join(work, 'iter_3.pth'),
+                data=shapes_root)
+
+
+def _png_size(path):
+    with open(path, 'rb') as f:
+        head = f.read(24)
+    assert head[:8] == b'\x89PNG\r\n\x1a\n'
+    return int.from_bytes(head[16:20], 'big'), int.from_bytes(
+        head[20:24], 'big')
+
+
+def test_visualize_avatars(akd_run, tmp_path):
+    image = sorted(glob.glob(osp.join(akd_run['data'], 'leftImg8bit', 'val',
+                                      'shapes', '*.png')))[0]
+    out = str(tmp_path / 'avatars.png')
+    result = run_python([
+        'tools/analysis_tools/visualize_avatars.py', DEMO_AKD,
+        akd_run['ckpt'], image, '--out', out, '--num-avatars', '3'
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    weights = re.search(r'weights \[(.*)\]', result.stdout).group(1)
+    weights = [float(w) for w in weights.split(',')]
+    assert len(weights) == 3 and sum(weights) == pytest.approx(1, abs=1e-3)
+    width, height = _png_size(out)
+    assert width > 1.4 * height > 560  # two rows of K + 1 = 4 panels
+
+
+def test_visualize_refuses_a_config_without_avatars(akd_run, tmp_path):
+    from helpers import DEMO_CWD
+    image = glob.glob(osp.join(akd_run['data'], 'leftImg8bit', 'val',
+                               'shapes', '*.png'))[0]
+    result = run_python([
+        'tools/analysis_tools/visualize_avatars.py', DEMO_CWD,
+        akd_run['ckpt'], image, '--out', str(tmp_path / 'x.png')
+    ])
+    assert result.returncode != 0
+    assert 'not AvatarDistiller' in result.stderr
+
+
+def test_plot_logs(akd_run, tmp_path):
+    out = str(tmp_path / 'curves.png')
+    result = run_python([
+        'tools/analysis_tools/plot_logs.py', akd_run['work'], '--keys',
+        'distill.loss_*', 'distill.akd.*.w*', '--out', out
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'wrote' in result.stdout and '(5 curves)' in result.stdout
+    assert _png_size(out)[0] > 800
+    missing = run_python([
+        'tools/analysis_tools/plot_logs.py', akd_run['work'], '--keys',
+        'nothing.*', '--out', str(tmp_path / 'none.png')
+    ])
+    assert missing.returncode != 0 and 'no logged key' in missing.stderr

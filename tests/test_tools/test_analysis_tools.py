@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from helpers import (DEMO_AKD, cli_options, demo_options,
+from helpers import (DEMO_AKD, REPO, cli_options, demo_options,
                      random_teacher_checkpoint, run_python)
 
 
@@ -15,8 +15,14 @@ def akd_run(tmp_path_factory, shapes_root):
     tmp = tmp_path_factory.mktemp('akd_run')
     teacher = random_teacher_checkpoint(str(tmp / 'teacher.pth'))
     work = str(tmp / 'work')
+    # the demo AKD config with TensorBoard switched on by config
+    config = tmp / 'akd_tensorboard.py'
+    config.write_text(
+        f"_base_ = ['{osp.join(REPO, DEMO_AKD)}']\n"
+        "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
+        "dict(type='TensorboardVisBackend')])\n")
     result = run_python([
-        'tools/train.py', DEMO_AKD, '--work-dir', work, '--cfg-options'
+        'tools/train.py', str(config), '--work-dir', work, '--cfg-options'
     ] + cli_options(demo_options(shapes_root, iters=3, **{
         'model.teacher_ckpt': teacher, 'train_cfg.val_interval': 100})))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -74,3 +80,17 @@ def test_plot_logs(akd_run, tmp_path):
         'nothing.*', '--out', str(tmp_path / 'none.png')
     ])
     assert missing.returncode != 0 and 'no logged key' in missing.stderr
+
+
+def test_tensorboard_switched_on_by_config(akd_run):
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    events = glob.glob(osp.join(akd_run['work'], '*', 'vis_data',
+                                'events.out.tfevents.*'))
+    assert events, 'no TensorBoard event file'
+    acc = EventAccumulator(osp.dirname(events[0]))
+    acc.Reload()
+    tags = set(acc.Tags()['scalars'])
+    assert {'distill.loss_cwd', 'distill.akd.cwd.w0', 'distill.akd.cwd.u',
+            'student.decode.loss_ce'} <= tags
+    assert [e.step for e in acc.Scalars('distill.akd.cwd.w3')] == [1, 2, 3]

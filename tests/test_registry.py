@@ -19,6 +19,14 @@ EXAMPLES = {
     'MasKDLoss': dict(kind='loss', cfg=dict(channels=C)),
     'AvatarDistiller': dict(kind='distiller'),
     'FlexibleTeacherDistill': dict(kind='algorithm'),
+    'MGKDGranularityLoss': dict(kind='loss', cfg=dict(tau=2.0)),
+    # Three teacher inputs (logits and two tube decoders).
+    'MGKDStableExcitationLoss': dict(kind='loss with tube inputs'),
+    # Returns a tuple of codes (and decoder logits).
+    'MGKDAnalyser': dict(kind='tuple connector'),
+    'MGKDAnalyserTrainer': dict(kind='algorithm'),
+    'CifarResNet': dict(kind='backbone'),
+    'CifarWideResNet': dict(kind='backbone'),
 }
 
 

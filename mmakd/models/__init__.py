@@ -7,3 +7,4 @@ from .distillers import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
 from .perturbations import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403
+from .backbones import *  # noqa: F401,F403

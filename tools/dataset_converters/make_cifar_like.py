@@ -22,11 +22,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--num-classes', type=int, default=100, help='number of classes')
     parser.add_argument(
-        '--train-per-class', type=int, default=50,
+        '--train-per-class',
+        type=int,
+        default=50,
         help='training images per class')
     parser.add_argument(
-        '--test-per-class', type=int, default=10,
-        help='test images per class')
+        '--test-per-class', type=int, default=10, help='test images per class')
     parser.add_argument('--seed', type=int, default=0, help='dataset seed')
     return parser.parse_args()
 

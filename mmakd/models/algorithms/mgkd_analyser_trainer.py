@@ -6,7 +6,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
-from mmengine.runner import load_checkpoint
 from mmengine.structures import BaseDataElement
 from mmrazor.models.algorithms.base import BaseAlgorithm
 from mmrazor.models.task_modules import RecorderManager
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 from mmakd.registry import MODELS
 from ..connectors.mgkd_analyser import MGKDAnalyser
 from ..utils.model_spec import build_model_from_spec
+from ..utils.validation import check_recorder_sources, load_teacher_checkpoint
 
 __all__ = ['MGKDAnalyserTrainer']
 
@@ -25,8 +25,10 @@ CLS_RECORDERS = dict(
     feature=dict(type='ModuleInputs', source='head.fc'),
     logits=dict(type='ModuleOutputs', source='head.fc'))
 #: Default tube losses: KL at temperature 2 (narrow) and 8 (wide).
-TUBE_LOSSES = (dict(type='MGKDGranularityLoss', tau=2.0),
-               dict(type='MGKDGranularityLoss', tau=8.0))
+TUBE_LOSSES = (
+    dict(type='MGKDGranularityLoss', tau=2.0),
+    dict(type='MGKDGranularityLoss', tau=8.0),
+)
 
 
 def _labels(data_samples: Optional[Sequence[BaseDataElement]]) -> Tensor:
@@ -144,11 +146,11 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
         if teacher_ckpt:
-            load_checkpoint(
+            load_teacher_checkpoint(
                 self.teacher,
                 teacher_ckpt,
-                map_location='cpu',
-                strict=teacher_ckpt_strict)
+                strict=teacher_ckpt_strict,
+                key='model.teacher_ckpt')
             # Keep the runner's init_weights() from overwriting the teacher.
             self.teacher._is_init = True
         self.teacher_ckpt = teacher_ckpt
@@ -161,6 +163,7 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
                 "model.recorders must name exactly two recorders, 'feature' "
                 "(the classifier's input) and 'logits' (its output); got "
                 f'{names if names is not None else recorders!r}.')
+        check_recorder_sources(recorders, self.teacher, 'model.recorders')
         self.recorders = RecorderManager(dict(recorders))
         self.recorders.initialize(self.teacher)
         if len(tube_losses) != self.analyser.num_tubes:
@@ -216,9 +219,8 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
         self.teacher.eval()
         return self
 
-    def _analyse(
-            self, inputs: Tensor, data_samples: Optional[List[Any]],
-            mode: str) -> Tuple[Any, Tensor, Tuple[Tensor, ...]]:
+    def _analyse(self, inputs: Tensor, data_samples: Optional[List[Any]],
+                 mode: str) -> Tuple[Any, Tensor, Tuple[Tensor, ...]]:
         """Run the frozen teacher; return its output, logits and tubes."""
         with self.recorders, torch.no_grad():
             out = self.teacher(inputs, data_samples, mode=mode)
@@ -253,7 +255,8 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
             correct = (logits.argmax(1) == labels) & valid
             return correct.sum().float() / valid.sum().clamp_min(1) * 100
 
-    def loss(self, inputs: Tensor,
+    def loss(self,
+             inputs: Tensor,
              data_samples: Optional[List[Any]] = None) -> Dict[str, Tensor]:
         """Train the tubes on the frozen teacher's feature and logits.
 
@@ -280,10 +283,10 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
             losses[f'acc_{name}'] = self._accuracy(tube, labels)
         return losses
 
-    def _forward(self,
-                 inputs: Tensor,
-                 data_samples: Optional[List[Any]] = None
-                 ) -> Tuple[Tensor, ...]:
+    def _forward(
+            self,
+            inputs: Tensor,
+            data_samples: Optional[List[Any]] = None) -> Tuple[Tensor, ...]:
         """The tubes' outputs: codes, then decoder logits."""
         with self.recorders, torch.no_grad():
             self.teacher(inputs, data_samples, mode='tensor')
@@ -294,8 +297,7 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
                  inputs: Tensor,
                  data_samples: Optional[List[Any]] = None) -> List[Any]:
         """The teacher's predictions, or those of tube ``predict_tube``."""
-        preds, _, tube_logits = self._analyse(inputs, data_samples,
-                                              'predict')
+        preds, _, tube_logits = self._analyse(inputs, data_samples, 'predict')
         if self.predict_tube is None:
             return preds
         scores = tube_logits[self.predict_tube].float().softmax(dim=1)

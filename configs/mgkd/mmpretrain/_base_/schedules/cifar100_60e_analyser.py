@@ -1,0 +1,11 @@
+# The reference code's analyser schedule (train_teacher_wrapper.py): SGD lr
+# 0.01, momentum 0.9, weight decay 5e-4, batch 64, 60 epochs, lr x0.1 at
+# epochs 30 and 45.
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=5e-4))
+param_scheduler = dict(
+    type='MultiStepLR', by_epoch=True, milestones=[30, 45], gamma=0.1)
+train_cfg = dict(by_epoch=True, max_epochs=60, val_interval=1)
+val_cfg = dict()
+test_cfg = dict()
+auto_scale_lr = dict(base_batch_size=64)

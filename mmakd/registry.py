@@ -6,6 +6,6 @@ mmakd adds no scope: every module registers into :mod:`mmrazor.registry`, so
 MMRazor's own ``ConfigurableDistiller``. If a scope is ever needed, this is
 the one place to change.
 """
-from mmrazor.registry import HOOKS, LOOPS, MODELS, TASK_UTILS
+from mmrazor.registry import HOOKS, LOOPS, MODELS, OPTIM_WRAPPERS, TASK_UTILS
 
-__all__ = ['MODELS', 'TASK_UTILS', 'HOOKS', 'LOOPS']
+__all__ = ['MODELS', 'TASK_UTILS', 'HOOKS', 'LOOPS', 'OPTIM_WRAPPERS']

@@ -9,12 +9,15 @@ import argparse
 import logging
 import os
 import os.path as osp
+from typing import Optional
 
+import torch
 from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mmakd  # noqa: F401  (PyTorch compatibility, registers mmakd)
+from mmakd.engine.optimizers import CPUAmpOptimWrapper
 from mmakd.utils import load_config, prepare_distributed
 
 
@@ -34,6 +37,11 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='automatic mixed precision (float16 on GPU, bfloat16 on CPU)')
     parser.add_argument(
+        '--amp-dtype',
+        choices=['float16', 'bfloat16'],
+        help='autocast dtype for --amp; defaults to float16 with CUDA and '
+        'bfloat16 without (CPU autocast supports bfloat16 only)')
+    parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
         help='scale the learning rate by the actual total batch size')
@@ -51,12 +59,42 @@ def parse_args() -> argparse.Namespace:
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.amp_dtype is not None and not args.amp:
+        parser.error('--amp-dtype needs --amp')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
-def enable_amp(cfg) -> None:
-    """Switch the optimizer wrapper(s) to ``AmpOptimWrapper``."""
+def enable_amp(cfg, dtype: Optional[str] = None,
+               cuda: Optional[bool] = None) -> None:
+    """Switch the optimizer wrapper(s) to mixed precision.
+
+    With CUDA: MMEngine's ``AmpOptimWrapper`` (dynamic loss scaling).
+    Without: ``CPUAmpOptimWrapper`` (bfloat16 autocast on CPU, no scaler).
+
+    Args:
+        cfg (Config): The config; ``optim_wrapper`` is changed in place.
+        dtype (str, optional): ``'float16'`` or ``'bfloat16'``; also set
+            in a wrapper the config already makes AMP. Defaults to None:
+            float16 with CUDA, bfloat16 without (leaving such a wrapper's
+            dtype as it is).
+        cuda (bool, optional): Whether CUDA is used. Defaults to None:
+            ``torch.cuda.is_available()``.
+    """
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    explicit = dtype is not None
+    if dtype is None:
+        dtype = 'float16' if cuda else 'bfloat16'
+        if not cuda:
+            print_log(
+                '--amp without CUDA: bfloat16 autocast on CPU '
+                '(CPUAmpOptimWrapper).',
+                logger='current')
+    if not cuda:
+        CPUAmpOptimWrapper.check_dtype(dtype)  # fail before building
+    target = 'AmpOptimWrapper' if cuda else 'mmrazor.CPUAmpOptimWrapper'
+
     wrappers = [cfg.optim_wrapper]
     if cfg.optim_wrapper.get('constructor'):
         wrappers = [
@@ -65,17 +103,30 @@ def enable_amp(cfg) -> None:
         ]
     for wrapper in wrappers:
         wrapper_type = wrapper.get('type', 'OptimWrapper')
-        if wrapper_type == 'AmpOptimWrapper':
+        if wrapper_type.split('.')[-1] == target.split('.')[-1]:
             print_log(
                 'AMP training is already enabled in your config.',
                 logger='current',
                 level=logging.WARNING)
+            if explicit:
+                wrapper.dtype = dtype
             continue
-        if wrapper_type != 'OptimWrapper':
+        if not cuda and wrapper_type == 'AmpOptimWrapper':
+            # MMEngine's AmpOptimWrapper needs a GPU; bfloat16 needs no
+            # loss scaler.
+            for key in ('loss_scale', 'use_fsdp'):
+                wrapper.pop(key, None)
+            print_log(
+                'AmpOptimWrapper needs CUDA: using CPUAmpOptimWrapper.',
+                logger='current',
+                level=logging.WARNING)
+        elif wrapper_type != 'OptimWrapper':
             raise ValueError('--amp needs optim_wrapper.type=OptimWrapper, '
                              f'got {wrapper_type}.')
-        wrapper.type = 'AmpOptimWrapper'
-        wrapper.setdefault('loss_scale', 'dynamic')
+        wrapper.type = target
+        wrapper.dtype = dtype
+        if cuda:
+            wrapper.setdefault('loss_scale', 'dynamic')
 
 
 def main() -> None:
@@ -91,7 +142,7 @@ def main() -> None:
                                 osp.splitext(osp.basename(cfg.filename))[0])
 
     if args.amp:
-        enable_amp(cfg)
+        enable_amp(cfg, args.amp_dtype)
 
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):

@@ -2,8 +2,7 @@
 """Test-only hook: what each rank saw and holds after a distributed run.
 
 Writes ``<out_dir>/rank<r>.json`` with the Avatar weights the rank's
-distiller computed at every iteration (before MMEngine averages logged
-values over ranks) and a digest of the student's weights at the end.
+distiller computed at every iteration (MMEngine logs only rank 0's) and a digest of the student's weights at the end.
 """
 import hashlib
 import json

@@ -144,7 +144,10 @@ def main() -> None:
                          f'{tuple(teacher.shape)}; only (N, C, H, W) maps '
                          'can be drawn.')
     uncertainty = avatar_uncertainty(teacher, avatars)
-    weights = avatar_weights(uncertainty, distiller.tau or 1.0)
+    if distiller.tau is None:  # uncertainty=None: training uses 1/K each
+        weights = torch.full((k, ), 1.0 / k)
+    else:
+        weights = avatar_weights(uncertainty, distiller.tau)
     channel = args.channel if args.channel is not None else int(
         teacher[0].flatten(1).var(1).argmax())
     image = data['inputs'][0].permute(1, 2, 0).float()

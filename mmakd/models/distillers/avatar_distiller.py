@@ -245,8 +245,10 @@ class AvatarDistiller(ConfigurableDistiller):
     def _generator(self, device: torch.device) -> torch.Generator:
         """A generator seeded by (seed, iteration, rank, call in iteration).
 
-        Under MMEngine's runner the seed and iteration come from the message
-        hub; elsewhere from ``torch.initial_seed()`` and a call counter.
+        The seed is the message hub's ``'seed'`` info when something sets
+        it, else ``torch.initial_seed()``, which MMEngine's runner sets from
+        ``randomness.seed``. The iteration is the message hub's ``'iter'``
+        under a runner, else a call counter.
         """
         hub = MessageHub.get_current_instance()
         seed = hub.get_info('seed')

@@ -233,24 +233,24 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
         outputs = self.analyser(feature.detach())
         return out, logits.detach(), outputs[self.analyser.num_tubes:]
 
-    def _ce(self, logits: Tensor, labels: Tensor) -> Tensor:
+    def _to_label_size(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Dense logits resized to the label map; others unchanged."""
         if logits.dim() > 2 and logits.shape[2:] != labels.shape[1:]:
             logits = F.interpolate(
                 logits,
                 size=labels.shape[1:],
                 mode='bilinear',
                 align_corners=self.align_corners)
+        return logits
+
+    def _ce(self, logits: Tensor, labels: Tensor) -> Tensor:
+        logits = self._to_label_size(logits, labels)
         return F.cross_entropy(
             logits.float(), labels.long(), ignore_index=self.ignore_index)
 
     def _accuracy(self, logits: Tensor, labels: Tensor) -> Tensor:
         with torch.no_grad():
-            if logits.dim() > 2 and logits.shape[2:] != labels.shape[1:]:
-                logits = F.interpolate(
-                    logits,
-                    size=labels.shape[1:],
-                    mode='bilinear',
-                    align_corners=self.align_corners)
+            logits = self._to_label_size(logits, labels)
             valid = labels != self.ignore_index
             correct = (logits.argmax(1) == labels) & valid
             return correct.sum().float() / valid.sum().clamp_min(1) * 100

@@ -17,7 +17,7 @@ of ``T``'s device, so the same seed gives the same Avatars.
 Reference code (dropout with ``training=True``, ``K = 1``):
 https://github.com/Gumpest/AvatarKD/blob/36b104f7c852ed26440105f22e40391fc5cdc0a3/mmrazor/models/losses/akd_cwd.py#L52
 """
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -57,6 +57,16 @@ def _identity(x: Tensor, num_avatars: int) -> Tensor:
     return x.unsqueeze(0).expand(num_avatars, *x.shape)
 
 
+def _scaled_bernoulli(x: Tensor, p: float, mask_shape: Tuple[int, ...],
+                      generator: Optional[torch.Generator]) -> Tensor:
+    """``x`` times a keep-mask of ``mask_shape`` (broadcast), kept values
+    divided by ``1 - p``: the dropouts' common step."""
+    keep = 1.0 - p
+    mask = torch.empty(mask_shape, dtype=x.dtype, device=x.device).bernoulli_(
+        keep, generator=generator)
+    return x * mask.div_(keep)
+
+
 def avatar_dropout(x: Tensor,
                    p: float = 0.1,
                    num_avatars: int = 1,
@@ -80,10 +90,7 @@ def avatar_dropout(x: Tensor,
     num_avatars = check_num_avatars(num_avatars)
     if p == 0.0:
         return _identity(x, num_avatars)
-    keep = 1.0 - p
-    mask = torch.empty((num_avatars, *x.shape), dtype=x.dtype,
-                       device=x.device).bernoulli_(keep, generator=generator)
-    return x * mask.div_(keep)
+    return _scaled_bernoulli(x, p, (num_avatars, *x.shape), generator)
 
 
 def avatar_channel_dropout(x: Tensor,
@@ -113,11 +120,8 @@ def avatar_channel_dropout(x: Tensor,
                          f'shape {tuple(x.shape)}')
     if p == 0.0:
         return _identity(x, num_avatars)
-    keep = 1.0 - p
     shape = (num_avatars, x.shape[0], x.shape[1]) + (1, ) * (x.dim() - 2)
-    mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(
-        keep, generator=generator)
-    return x * mask.div_(keep)
+    return _scaled_bernoulli(x, p, shape, generator)
 
 
 def avatar_gaussian_noise(x: Tensor,

@@ -45,7 +45,7 @@ def cli_options(overrides: dict) -> List[str]:
 
 
 DEMO = 'configs/akd/demo'
-DEMO_TEACHER = f'{DEMO}/pspnet_r18-w32_1xb8-800it_shapes-128.py'
+DEMO_TEACHER = f'{DEMO}/pspnet_r18-w32_1xb8-1600it_shapes-128.py'
 DEMO_STUDENT = f'{DEMO}/pspnet_r18-w8_1xb8-600it_shapes-128.py'
 DEMO_CWD = f'{DEMO}/cwd_logits_pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_shapes-128.py'  # noqa: E501
 DEMO_AKD = f'{DEMO}/akd_cwd_logits_pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_shapes-128.py'  # noqa: E501

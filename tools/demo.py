@@ -35,7 +35,7 @@ from mmakd.datasets.shapes import generate_shapes  # noqa: E402
 DEMO = 'configs/akd/demo'
 TASKS: Dict[str, Dict[str, Any]] = dict(
     seg=dict(
-        teacher=f'{DEMO}/pspnet_r18-w32_1xb8-800it_shapes-128.py',
+        teacher=f'{DEMO}/pspnet_r18-w32_1xb8-1600it_shapes-128.py',
         student=f'{DEMO}/pspnet_r18-w8_1xb8-600it_shapes-128.py',
         cwd=f'{DEMO}/cwd_logits_pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_'
         'shapes-128.py',
@@ -43,7 +43,7 @@ TASKS: Dict[str, Dict[str, Any]] = dict(
         'shapes-128.py',
         metric='mIoU',
         task_loss='decode.loss_ce',
-        full=dict(teacher_iters=800, student_iters=600, num_train=400,
+        full=dict(teacher_iters=1600, student_iters=600, num_train=400,
                   num_val=100, log_interval=20),
         quick=dict(teacher_iters=40, student_iters=30, num_train=48,
                    num_val=16, log_interval=10)),

@@ -1,18 +1,18 @@
 # Demo baseline: CWD on the logits (MMRazor's PSPNet setting: tau=1,
 # loss_weight=5) from the width-32 teacher to the width-8 student, on the
 # synthetic shapes dataset. The teacher checkpoint comes from training
-# pspnet_r18-w32_1xb8-800it_shapes-128.py (tools/demo.py passes its path).
+# pspnet_r18-w32_1xb8-1600it_shapes-128.py (tools/demo.py passes its path).
 _base_ = ['./_base_/shapes-seg-128.py']
 custom_imports = dict(imports=['mmakd'], allow_failed_imports=False)
 
-teacher_ckpt = 'work_dirs/akd_demo/seg/teacher/iter_800.pth'
+teacher_ckpt = 'work_dirs/akd_demo/seg/teacher/iter_1600.pth'
 model = dict(
     _scope_='mmrazor',
     type='FlexibleTeacherDistill',
     architecture=dict(
         cfg_path='{{fileDirname}}/pspnet_r18-w8_1xb8-600it_shapes-128.py'),
     teacher=dict(
-        cfg_path='{{fileDirname}}/pspnet_r18-w32_1xb8-800it_shapes-128.py'),
+        cfg_path='{{fileDirname}}/pspnet_r18-w32_1xb8-1600it_shapes-128.py'),
     teacher_ckpt=teacher_ckpt,
     distiller=dict(
         type='ConfigurableDistiller',

@@ -158,7 +158,7 @@ def test_truncated_teacher_checkpoint_names_the_file(overlay_cfg, tmp_path):
 PSP_STUDENT = osp.join(
     REPO, 'configs/akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py')
 PSP_TEACHER = osp.join(
-    REPO, 'configs/akd/demo/pspnet_r18-w32_1xb8-800it_shapes-128.py')
+    REPO, 'configs/akd/demo/pspnet_r18-w32_1xb8-1600it_shapes-128.py')
 
 
 def _distiller(source, recorder='ModuleOutputs', loss='ChannelWiseDivergence',

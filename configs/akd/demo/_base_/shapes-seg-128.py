@@ -56,9 +56,11 @@ val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator
 
 max_iters = 600
+# AdamW: from scratch on CPU it gets a teacher further in few iterations
+# than SGD (on this data, 800 iterations: 26 against 17 mIoU).
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=5e-4),
+    optimizer=dict(type='AdamW', lr=0.003, weight_decay=0.01),
     clip_grad=None)
 param_scheduler = [
     dict(

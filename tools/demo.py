@@ -192,7 +192,7 @@ def main() -> None:
     report = markdown(results, task['metric'], meta)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(report)
-    payload = {name: results[name].to_dict() for name in RUNS}
+    payload = {name: results[name].to_dict(logs=True) for name in RUNS}
     payload['meta'] = meta
     payload['metric'] = task['metric']
     with open(osp.join(work_dir, 'results.json'), 'w') as f:

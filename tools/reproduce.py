@@ -89,7 +89,8 @@ def main() -> None:
                                         flush=True))
             metric = pick_metric(result.metrics, metric)
             values[name].append(result.metrics[metric])
-            runs.append(dict(seed=seed, name=name, **result.to_dict()))
+            runs.append(
+                dict(result.to_dict(logs=True), name=name, seed=seed))
             print(f'[reproduce] {name} seed {seed}: {metric} '
                   f'{result.metrics[metric]:.3f}', flush=True)
 

@@ -57,11 +57,17 @@ class RunResult:
     train_log: List[Dict[str, Any]] = field(default_factory=list)
     val_log: List[Dict[str, Any]] = field(default_factory=list)
 
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON-friendly dict (logs left out)."""
+    def to_dict(self, logs: bool = False) -> Dict[str, Any]:
+        """JSON-friendly dict.
+
+        Args:
+            logs (bool): Keep ``train_log`` and ``val_log``. Defaults to
+                False.
+        """
         out = asdict(self)
-        out.pop('train_log')
-        out.pop('val_log')
+        if not logs:
+            out.pop('train_log')
+            out.pop('val_log')
         return out
 
 

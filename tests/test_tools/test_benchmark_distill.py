@@ -1,0 +1,72 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+"""benchmark_distill.py runs every case from a config and reports them."""
+import json
+import math
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = 'tools/analysis_tools/benchmark_distill.py'
+CASES = ('student', 'base', 'ours', 'akd_k1', 'akd_k4', 'akd_k8')
+
+
+def bench(config, tmp_path, *extra):
+    out = tmp_path / 'bench.json'
+    proc = subprocess.run(
+        [sys.executable, TOOL, config, '--iters', '2', '--warmup', '1',
+         '--json', str(out), *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def check_cases(result):
+    cases = result['cases']
+    for name in CASES:
+        case = cases[name]
+        assert case['n'] == 2
+        assert case['step_ms_median'] > 0 and math.isfinite(
+            case['step_ms_median'])
+        assert case['peak_mem_mb'] >= 0
+        assert case['ratio_to_base'] == pytest.approx(
+            case['step_ms_median'] / cases['base']['step_ms_median'])
+        assert case['mem_ratio_to_base'] == pytest.approx(
+            case['peak_mem_mb'] / cases['base']['peak_mem_mb'])
+    lower = cases['lower_bound']
+    assert lower['step_ms_median'] == pytest.approx(
+        cases['student']['step_ms_median'] +
+        cases['teacher_forward']['step_ms_median'])
+    # a distillation step does at least what the student's step does
+    assert cases['base']['peak_mem_mb'] > 0
+
+
+def test_benchmark_segmentation_logits(tmp_path):
+    """Logits are recorded in the head: MMRazor's base is
+    SingleTeacherDistill; ours runs the teacher in tensor mode."""
+    config = ('configs/akd/demo/akd_cwd_logits_pspnet-r18-w32_pspnet-r18-w8_'
+              '1xb8-600it_shapes-128.py')
+    # batch 2: PSPNet's 1x1 pyramid pooling needs more than one value per
+    # channel for its BatchNorm in training mode
+    result, out = bench(config, tmp_path, '--size', '64', '64',
+                        '--batch-size', '2')
+    assert result['base'] == 'SingleTeacherDistill'
+    assert result['teacher_forward'] == 'tensor'
+    assert result['size'] == [64, 64] and result['batch_size'] == 2
+    check_cases(result)
+    for name in CASES + ('lower_bound', ):
+        assert name in out  # the printed table
+
+
+@pytest.mark.slow
+def test_benchmark_detection_fpn(tmp_path):
+    """FPN features only: the base is FpnTeacherDistill."""
+    config = 'configs/akd/mmdet/cwd/cwd_fpn_retinanet-r101_retinanet-r50_' \
+        '8xb2-2x_coco.py'
+    result, _ = bench(config, tmp_path, '--size', '64', '96',
+                      '--batch-size', '1')
+    assert result['base'] == 'FpnTeacherDistill'
+    assert result['teacher_forward'] == 'feat'
+    check_cases(result)

@@ -1,0 +1,86 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+"""The demo's quick mode and the reproduction harness, run as a user would."""
+import json
+import math
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO = 'configs/akd/demo'
+STUDENT = f'{DEMO}/pspnet_r18-w8_1xb8-600it_shapes-128.py'
+
+
+def run(args, timeout):
+    proc = subprocess.run([sys.executable] + args, cwd=REPO, timeout=timeout,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_demo_quick_writes_the_tables_and_curves(tmp_path):
+    work = tmp_path / 'demo'
+    out = run(['tools/demo.py', '--quick', '--work-dir', str(work)], 600)
+    for step in ('1/5', '2/5', '3/5', '4/5', '5/5'):
+        assert f'[demo] {step}' in out  # progress is shown
+    results = json.loads((work / 'results.json').read_text())
+    assert {'teacher', 'student', 'cwd', 'akd'} <= set(results)
+    assert results['metric'] == 'mIoU'
+    assert results['meta']['data'] == 'synthetic shapes'
+    for name in ('teacher', 'student', 'cwd', 'akd'):
+        run_ = results[name]
+        value = run_['metrics']['mIoU']
+        assert math.isfinite(value) and 0 <= value <= 100, (name, value)
+        assert run_['sec_per_iter'] > 0 and run_['wall_seconds'] > 0
+        assert osp.isfile(run_['checkpoint'])
+    # the distillation runs loaded the trained teacher, not a random one
+    for name in ('cwd', 'akd'):
+        assert results['teacher']['checkpoint'] in ' '.join(
+            results[name]['command'])
+    # AKD logged its Avatar weights; CWD did not
+    akd_keys = set().union(*[r.keys() for r in results['akd']['train_log']])
+    cwd_keys = set().union(*[r.keys() for r in results['cwd']['train_log']])
+    assert any(k.startswith('distill.akd.') for k in akd_keys)
+    assert not any(k.startswith('distill.akd.') for k in cwd_keys)
+    table = (work / 'results.md').read_text()
+    assert 'Synthetic data' in table and '| student + AKD' in table
+    png = (work / 'curves.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10000
+
+
+def test_reproduce_reports_paired_difference(tmp_path):
+    from mmakd.datasets.shapes import generate_shapes
+    data = tmp_path / 'shapes'
+    generate_shapes(str(data), num_train=8, num_val=4, size=128, seed=0)
+    work = tmp_path / 'rep'
+    root = str(data) + '/'
+    options = [
+        f'train_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.data_root={root}',
+        f'test_dataloader.dataset.data_root={root}',
+        'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
+        'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+        'param_scheduler.0.end=2', 'default_hooks.checkpoint.interval=2',
+        'default_hooks.logger.interval=1'
+    ]
+    out = run(['tools/reproduce.py', STUDENT, STUDENT, '--seeds', '2',
+               '--names', 'a', 'b', '--work-dir', str(work),
+               '--note', 'synthetic shapes data', '--cfg-options'] + options,
+              600)
+    assert '[reproduce] seed 1 (2/2): training b' in out
+    report = json.loads((work / 'reproduce.json').read_text())
+    assert report['metric'] == 'mIoU' and report['seeds'] == [0, 1]
+    a, b = report['values']['a'], report['values']['b']
+    # the same config and seed train the same model: difference exactly 0
+    assert a == b and len(a) == 2
+    assert report['summary']['diff']['mean'] == 0
+    # different seeds give different runs
+    losses = {(r['name'], r['seed']): [x['loss'] for x in r['train_log']
+                                       if 'loss' in x] for r in report['runs']}
+    assert losses[('a', 0)] == losses[('b', 0)]
+    assert losses[('a', 0)] != losses[('a', 1)]
+    md = (work / 'reproduce.md').read_text()
+    assert 'mean ± std' in md and 'synthetic shapes data' in md
+    assert osp.isdir(work / 'a_seed0') and osp.isdir(work / 'b_seed1')

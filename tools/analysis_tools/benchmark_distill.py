@@ -1,0 +1,370 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+"""What does a distillation step cost, and what do Avatars add to it?
+
+    python tools/analysis_tools/benchmark_distill.py CONFIG \
+        [--iters 10] [--warmup 2] [--device cpu|cuda] [--json OUT] \
+        [--size H W] [--batch-size 2] [--cfg-options ...]
+
+CONFIG is a distillation config (a ``ConfigurableDistiller`` config or its
+AKD twin). From it, with the same random weights and the same batch, the
+tool builds and times, interleaved round by round after ``--warmup``
+rounds:
+
+- ``student``: the student's own training step, alone;
+- ``base``: MMRazor's algorithm with ``ConfigurableDistiller``
+  (``FpnTeacherDistill`` when every teacher recorder is in the backbone or
+  neck, as MMRazor's FPN configs use, else ``SingleTeacherDistill``);
+- ``ours``: mmakd's ``FlexibleTeacherDistill`` with the same distiller;
+- ``akd_k1``, ``akd_k4``, ``akd_k8``: ``FlexibleTeacherDistill`` with
+  ``AvatarDistiller`` and K = 1, 4, 8 (dropout p = 0.1);
+- ``lower_bound``: the teacher's forward (the shortest one that feeds the
+  recorders) plus the student's step, each timed apart and added.
+
+It prints the median step time and its spread (interquartile range), peak
+memory, and the ratios to ``base``, ``ours`` and the lower bound; ``--json``
+writes them under ``cases.<name>.step_ms_median``,
+``cases.<name>.step_ms_iqr`` and ``cases.<name>.peak_mem_mb``.
+
+Peak memory is the step's transient peak above the memory held before it
+(activations, gradients, optimizer temporaries; the models' weights are
+common to all cases and left out): on CUDA from
+``torch.cuda.max_memory_allocated``; on CPU by sampling the process's
+resident set every 0.5 ms during one step of each case, after telling
+glibc to ``mmap`` every allocation of 64 KiB or more, so that a freed
+tensor leaves the resident set at once.
+"""
+import argparse
+import copy
+import json
+import os
+import platform
+import ctypes
+import statistics
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Tuple
+
+import torch
+from mmengine.config import DictAction
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import DefaultScope, init_default_scope
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+from mmakd.models.algorithms.flexible_teacher_distill import (  # noqa: E402
+    FEAT_PARTS, _within, shortest_forward)
+from mmakd.registry import MODELS  # noqa: E402
+from mmakd.testing import (det_batch, random_weights_overrides,  # noqa: E402
+                           seg_batch)
+from mmakd.utils import load_config  # noqa: E402
+
+CASES = ('student', 'base', 'ours', 'akd_k1', 'akd_k4', 'akd_k8')
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('--iters', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    parser.add_argument('--size', type=int, nargs=2, default=None,
+                        metavar=('H', 'W'),
+                        help='input size (default: 128 256 on CPU, the '
+                        "config's crop or 800 1333 on CUDA)")
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--threads', type=int, default=None,
+                        help='torch CPU threads (default: torch default)')
+    parser.add_argument('--json', default=None, help='write results here')
+    parser.add_argument('--cases', nargs='+', default=list(CASES),
+                        choices=list(CASES))
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args()
+
+
+def _task(cfg) -> str:
+    scope = cfg.get('default_scope', '')
+    return 'seg' if scope == 'mmseg' else 'det'
+
+
+def _num_classes(model: torch.nn.Module) -> int:
+    """The class count of the model's (first) head."""
+    for module in model.modules():
+        value = getattr(module, 'num_classes', None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError(f'cannot find num_classes in {type(model).__name__}')
+
+
+def _batch(task: str, size: Tuple[int, int], batch_size: int,
+           num_classes: int):
+    if task == 'seg':
+        return seg_batch(batch_size, *size, num_classes=num_classes, seed=0)
+    return det_batch(batch_size, *size, num_classes=num_classes, seed=0)
+
+
+def _plain_distiller(distiller: Dict[str, Any]) -> Dict[str, Any]:
+    distiller = copy.deepcopy(distiller)
+    distiller.pop('avatars', None)
+    distiller['type'] = 'ConfigurableDistiller'
+    return distiller
+
+
+def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
+    """Every case's model and optimizer wrapper, same weights."""
+    from mmrazor.models import FpnTeacherDistill, SingleTeacherDistill
+    cfg.merge_from_dict(random_weights_overrides(cfg))
+    init_default_scope(cfg.get('default_scope', 'mmrazor'))
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg['distiller'] = _plain_distiller(model_cfg['distiller'])
+    torch.manual_seed(0)
+    reference = MODELS.build(copy.deepcopy(model_cfg))
+    student, teacher = reference.student, reference.teacher
+    sources = [r.source for r in
+               reference.distiller.teacher_recorders.recorders.values()
+               if hasattr(r, 'source')]
+    fpn_only = bool(sources) and all(_within(s, FEAT_PARTS) for s in sources)
+    base_cls = FpnTeacherDistill if fpn_only else SingleTeacherDistill
+    distiller_cfg = model_cfg['distiller']
+    if hasattr(student.data_preprocessor, 'size') and \
+            student.data_preprocessor.size is not None:
+        student.data_preprocessor.size = tuple(size)  # no padding to crop
+
+    def algorithm(kind: str, k: int = 0):
+        s, t = copy.deepcopy(student), copy.deepcopy(teacher)
+        dist = copy.deepcopy(distiller_cfg)
+        with DefaultScope.overwrite_default_scope('mmrazor'):
+            if kind == 'base':
+                return base_cls(architecture=s, teacher=t, distiller=dist)
+            if k:
+                dist['type'] = 'AvatarDistiller'
+                dist['avatars'] = dict(
+                    num_avatars=k,
+                    perturbation=dict(type='AvatarDropout', p=0.1))
+            return MODELS.build(dict(
+                type='FlexibleTeacherDistill', architecture=s, teacher=t,
+                distiller=dist, check_shapes=False))
+
+    builders: Dict[str, Callable] = dict(
+        student=lambda: copy.deepcopy(student),
+        base=lambda: algorithm('base'),
+        ours=lambda: algorithm('ours'),
+        akd_k1=lambda: algorithm('akd', 1),
+        akd_k4=lambda: algorithm('akd', 4),
+        akd_k8=lambda: algorithm('akd', 8))
+    cases = {}
+    for name in names:
+        model = builders[name]().to(device)
+        model.train()
+        cases[name] = (model, build_optim_wrapper(model, cfg.optim_wrapper))
+    teacher_mode = shortest_forward(teacher,
+                                    reference.distiller.teacher_recorders)
+    lower_teacher = copy.deepcopy(teacher).to(device)
+    return (cases, lower_teacher, teacher_mode, base_cls.__name__,
+            _num_classes(student))
+
+
+def _sync(device: str) -> None:
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Callable, device: str) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - start) * 1000
+
+
+def _teacher_forward(teacher, mode: str, data) -> None:
+    with torch.no_grad():
+        if mode == 'feat':
+            teacher.extract_feat(data['inputs'])
+        else:
+            teacher(data['inputs'], data['data_samples'],
+                    mode='tensor' if mode == 'tensor' else 'loss')
+
+
+_PAGE = os.sysconf('SC_PAGE_SIZE') if hasattr(os, 'sysconf') else 4096
+
+
+def _rss_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def _libc():
+    try:
+        return ctypes.CDLL('libc.so.6')
+    except OSError:
+        return None
+
+
+def _mmap_large_allocations() -> bool:
+    """Make glibc return freed blocks >= 64 KiB to the OS at once."""
+    libc = _libc()
+    try:
+        return bool(libc and libc.mallopt(-3, 64 * 1024))  # M_MMAP_THRESHOLD
+    except AttributeError:
+        return False
+
+
+def _trim() -> None:
+    """Give the free memory glibc still holds back to the OS."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, 'malloc_trim'):
+        libc.malloc_trim(0)
+
+
+class _PeakSampler:
+    """Highest resident-set size seen while the block runs."""
+
+    def __init__(self, interval: float = 0.0005) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> '_PeakSampler':
+        self.peak = _rss_bytes()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+def step_peak_mb(step: Callable, device: str) -> float:
+    """Transient memory of one call of ``step`` above what it started with."""
+    if device == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    _trim()
+    before = _rss_bytes()
+    with _PeakSampler() as sampler:
+        step()
+    return (sampler.peak - before) / 2**20
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.cfg_options)
+    size = tuple(args.size) if args.size else (
+        (128, 256) if args.device == 'cpu' else
+        ((512, 1024) if _task(cfg) == 'seg' else (800, 1333)))
+    print(f'[benchmark] {args.config}, input {size[0]}x{size[1]}, batch '
+          f'{args.batch_size}, {args.device}, {torch.get_num_threads()} '
+          'threads', flush=True)
+    cases, teacher, teacher_mode, base_name, classes = build_cases(
+        cfg, args.device, size, args.cases)
+    batch = _batch(_task(cfg), size, args.batch_size, classes)
+    student = cases['student'][0] if 'student' in cases else None
+    prepared = (student or next(iter(cases.values()))[0]
+                ).data_preprocessor(copy.deepcopy(batch), True)
+    times: Dict[str, List[float]] = {name: [] for name in cases}
+    times['teacher_forward'] = []
+    order = list(cases) + ['teacher_forward']
+    for round_ in range(args.warmup + args.iters):
+        # rotate the order so that no case always runs first
+        shift = round_ % len(order)
+        for name in order[shift:] + order[:shift]:
+            if name == 'teacher_forward':
+                ms = _timed(lambda: _teacher_forward(teacher, teacher_mode,
+                                                     prepared), args.device)
+            else:
+                model, optim = cases[name]
+                ms = _timed(lambda: model.train_step(copy.deepcopy(batch),
+                                                     optim), args.device)
+            if round_ >= args.warmup:
+                times[name].append(ms)
+        print(f'[benchmark] round {round_ + 1}/{args.warmup + args.iters}'
+              f'{" (warm-up)" if round_ < args.warmup else ""}', flush=True)
+
+    def stats(values: List[float]) -> Dict[str, float]:
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else \
+            [values[0]] * 3
+        return dict(step_ms_median=statistics.median(values),
+                    step_ms_iqr=q[2] - q[0], n=len(values))
+
+    results: Dict[str, Any] = {n: stats(v) for n, v in times.items()}
+    if 'student' in results:
+        results['lower_bound'] = dict(
+            step_ms_median=results['student']['step_ms_median'] +
+            results['teacher_forward']['step_ms_median'],
+            step_ms_iqr=float('nan'), n=args.iters)
+    print('[benchmark] peak memory, one step per case ...', flush=True)
+    if args.device == 'cpu' and not _mmap_large_allocations():
+        print('[benchmark] warning: could not set glibc M_MMAP_THRESHOLD; '
+              'CPU peak memory may under-count', flush=True)
+    for name, (model, optim) in cases.items():
+        peaks = [
+            step_peak_mb(lambda: model.train_step(copy.deepcopy(batch),
+                                                  optim), args.device)
+            for _ in range(3)
+        ]
+        results[name]['peak_mem_mb'] = statistics.median(peaks)
+    refs = {k: results[k]['step_ms_median'] for k in ('base', 'ours',
+                                                      'lower_bound')
+            if k in results}
+    for name, r in results.items():
+        for ref, value in refs.items():
+            r[f'ratio_to_{ref}'] = r['step_ms_median'] / value
+        if 'peak_mem_mb' in r and 'base' in results:
+            r['mem_ratio_to_base'] = r['peak_mem_mb'] / results['base'][
+                'peak_mem_mb']
+
+    header = (f'{"case":<16}{"median ms":>11}{"IQR ms":>9}{"peak MB":>9}'
+              f'{"/base":>8}{"/ours":>8}{"/lower":>8}{"mem/base":>10}')
+    print()
+    print(f'base = {base_name}; ours = FlexibleTeacherDistill (teacher '
+          f"forward '{teacher_mode}'); lower bound = teacher forward + "
+          'student step')
+    print(header)
+    for name in list(cases) + ['teacher_forward', 'lower_bound']:
+        r = results.get(name)
+        if r is None:
+            continue
+
+        def fmt(key, spec='.3f'):
+            return format(r[key], spec) if key in r else '-'
+
+        print(f'{name:<16}{r["step_ms_median"]:>11.1f}'
+              f'{r["step_ms_iqr"]:>9.1f}'
+              f'{fmt("peak_mem_mb", ".0f"):>9}{fmt("ratio_to_base"):>8}'
+              f'{fmt("ratio_to_ours"):>8}{fmt("ratio_to_lower_bound"):>8}'
+              f'{fmt("mem_ratio_to_base"):>10}')
+    if args.json:
+        machine = dict(
+            processor=platform.processor() or platform.machine(),
+            cpu_count=os.cpu_count(), threads=torch.get_num_threads(),
+            torch=torch.__version__,
+            device=(torch.cuda.get_device_name()
+                    if args.device == 'cuda' else 'cpu'))
+        with open(args.json, 'w') as f:
+            json.dump(dict(config=args.config, size=list(size),
+                           batch_size=args.batch_size, iters=args.iters,
+                           warmup=args.warmup, base=base_name,
+                           teacher_forward=teacher_mode, machine=machine,
+                           command=' '.join(sys.argv), cases=results), f,
+                      indent=2)
+        print(f'[benchmark] wrote {args.json}')
+
+
+if __name__ == '__main__':
+    main()

@@ -25,6 +25,14 @@ def bench(config, tmp_path, *extra):
 
 def check_cases(result):
     cases = result['cases']
+    # the targets are the ratios of the measured cases
+    targets = {(t['case'], t['what']): t for t in result['targets']}
+    assert set(targets) == {('akd_k1', 'step'), ('akd_k4', 'step'),
+                            ('akd_k4', 'extra peak memory'), ('ours', 'step')}
+    t = targets[('akd_k4', 'extra peak memory')]
+    assert t['ratio'] == pytest.approx(cases['akd_k4']['peak_mem_mb'] /
+                                       cases['base']['peak_mem_mb'])
+    assert t['met'] == (t['ratio'] <= 1.05)
     for name in CASES:
         case = cases[name]
         assert case['n'] == 2
@@ -58,6 +66,41 @@ def test_benchmark_segmentation_logits(tmp_path):
     check_cases(result)
     for name in CASES + ('lower_bound', ):
         assert name in out  # the printed table
+
+
+def load_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_distill', osp.join(REPO, TOOL))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_targets_golden():
+    tool = load_tool()
+    cases = dict(
+        base=dict(step_ms_median=100.0, peak_mem_mb=200.0),
+        ours=dict(step_ms_median=90.0, peak_mem_mb=150.0),
+        akd_k1=dict(step_ms_median=101.0, peak_mem_mb=150.0),
+        akd_k4=dict(step_ms_median=111.0, peak_mem_mb=209.0))
+    got = {(t['case'], t['what']): (t['ratio'], t['met'])
+           for t in tool.check_targets(cases)}
+    assert got[('akd_k1', 'step')] == (pytest.approx(1.01), True)
+    assert got[('akd_k4', 'step')] == (pytest.approx(1.11), False)
+    assert got[('akd_k4', 'extra peak memory')] == (pytest.approx(1.045),
+                                                    True)
+    assert got[('ours', 'step')] == (pytest.approx(0.9), True)
+    # a case not measured gives no target
+    del cases['akd_k4']
+    assert {t['case'] for t in tool.check_targets(cases)} == {'akd_k1', 'ours'}
+
+
+def test_bad_arguments_are_refused():
+    proc = subprocess.run(
+        [sys.executable, TOOL, 'x.py', '--iters', '0'], cwd=REPO,
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and '--iters must be >= 1' in proc.stderr
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ def test_demo_quick_writes_the_tables_and_curves(tmp_path):
     out = run(['tools/demo.py', '--quick', '--work-dir', str(work)], 600)
     for step in ('1/5', '2/5', '3/5', '4/5', '5/5'):
         assert f'[demo] {step}' in out  # progress is shown
+    assert 'Iter(train)' in out
     results = json.loads((work / 'results.json').read_text())
     assert {'teacher', 'student', 'cwd', 'akd'} <= set(results)
     assert results['metric'] == 'mIoU'
@@ -48,6 +49,39 @@ def test_demo_quick_writes_the_tables_and_curves(tmp_path):
     assert 'Synthetic data' in table and '| student + AKD' in table
     png = (work / 'curves.png').read_bytes()
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10000
+
+
+def test_demo_quick_mgkd_runs_both_stages(tmp_path):
+    """Multi-granularity distillation in the demo: teacher, stage 1, student,
+    KD, KD + MGKD, each loading the checkpoints of the runs before it."""
+    work = tmp_path / 'mgkd'
+    out = run(['tools/demo.py', '--task', 'mgkd', '--quick', '--work-dir',
+               str(work)], 600)
+    for step in ('1/6', '2/6', '3/6', '4/6', '5/6', '6/6'):
+        assert f'[demo] {step}' in out
+    results = json.loads((work / 'results.json').read_text())
+    assert results['metric'] == 'accuracy/top1'
+    assert results['meta']['data'] == 'synthetic CIFAR-like'
+    names = ('teacher', 'analyser', 'student', 'kd', 'mgkd')
+    for name in names:
+        value = results[name]['metrics']['accuracy/top1']
+        assert math.isfinite(value) and 0 <= value <= 100, (name, value)
+    teacher = results['teacher']['checkpoint']
+    for name in ('analyser', 'kd', 'mgkd'):
+        assert f'model.teacher_ckpt={teacher}' in results[name]['command']
+    assert ('model.distiller.connectors.t_tubes.checkpoint='
+            f"{results['analyser']['checkpoint']}"
+            ) in results['mgkd']['command']
+    # only the MGKD run logged the granularity and stable-excitation losses
+    keys = {n: set().union(*[r.keys() for r in results[n]['train_log']])
+            for n in names}
+    assert {'distill.loss_stable', 'distill.loss_narrow',
+            'distill.loss_wide'} <= keys['mgkd']
+    assert not any(k.startswith('distill.loss_narrow') for k in keys['kd'])
+    table = (work / 'results.md').read_text()
+    assert 'Synthetic data' in table and 'not CIFAR-100' in table
+    assert '| student + KD + MGKD' in table
+    assert (work / 'curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
 def test_reproduce_reports_paired_difference(tmp_path):

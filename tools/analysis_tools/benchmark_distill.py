@@ -35,10 +35,10 @@ tensor leaves the resident set at once.
 """
 import argparse
 import copy
+import ctypes
 import json
 import os
 import platform
-import ctypes
 import statistics
 import sys
 import threading
@@ -80,8 +80,48 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--json', default=None, help='write results here')
     parser.add_argument('--cases', nargs='+', default=list(CASES),
                         choices=list(CASES))
+    parser.add_argument('--mem-steps', type=int, default=3,
+                        help='steps per case for peak memory (median)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    args = parser.parse_args()
+    for key in ('iters', 'mem_steps'):
+        if getattr(args, key) < 1:
+            parser.error(f'--{key.replace("_", "-")} must be >= 1')
+    if args.warmup < 0:
+        parser.error('--warmup must be >= 0')
+    return args
+
+
+#: (case, reference, what, limit): the targets of a distillation step.
+TARGETS = (
+    ('akd_k1', 'base', 'step', 1.02),
+    ('akd_k4', 'base', 'step', 1.10),
+    ('akd_k4', 'base', 'extra peak memory', 1.05),
+    ('ours', 'base', 'step', 1.0),
+)
+
+
+def check_targets(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Each target whose cases were measured, with its ratio and verdict.
+
+    Args:
+        results (dict): ``cases`` as the tool writes them.
+
+    Returns:
+        list[dict]: ``case``, ``reference``, ``what``, ``limit``, ``ratio``
+        and ``met`` for every target in :data:`TARGETS`.
+    """
+    out = []
+    for case, ref, what, limit in TARGETS:
+        if case not in results or ref not in results:
+            continue
+        key = 'peak_mem_mb' if 'memory' in what else 'step_ms_median'
+        if key not in results[case] or key not in results[ref]:
+            continue
+        ratio = results[case][key] / results[ref][key]
+        out.append(dict(case=case, reference=ref, what=what, limit=limit,
+                        ratio=ratio, met=bool(ratio <= limit)))
+    return out
 
 
 def _task(cfg) -> str:
@@ -316,7 +356,7 @@ def main() -> None:
         peaks = [
             step_peak_mb(lambda: model.train_step(copy.deepcopy(batch),
                                                   optim), args.device)
-            for _ in range(3)
+            for _ in range(args.mem_steps)
         ]
         results[name]['peak_mem_mb'] = statistics.median(peaks)
     refs = {k: results[k]['step_ms_median'] for k in ('base', 'ours',
@@ -349,6 +389,14 @@ def main() -> None:
               f'{fmt("peak_mem_mb", ".0f"):>9}{fmt("ratio_to_base"):>8}'
               f'{fmt("ratio_to_ours"):>8}{fmt("ratio_to_lower_bound"):>8}'
               f'{fmt("mem_ratio_to_base"):>10}')
+    targets = check_targets(results)
+    if targets:
+        print()
+        print('targets:')
+    for t in targets:
+        print(f"  {t['case']} / {t['reference']} {t['what']}: "
+              f"{t['ratio']:.3f} (<= {t['limit']:.2f}) "
+              f"{'met' if t['met'] else 'MISSED'}")
     if args.json:
         machine = dict(
             processor=platform.processor() or platform.machine(),
@@ -361,8 +409,8 @@ def main() -> None:
                            batch_size=args.batch_size, iters=args.iters,
                            warmup=args.warmup, base=base_name,
                            teacher_forward=teacher_mode, machine=machine,
-                           command=' '.join(sys.argv), cases=results), f,
-                      indent=2)
+                           command=' '.join(sys.argv), cases=results,
+                           targets=targets), f, indent=2)
         print(f'[benchmark] wrote {args.json}')
 
 

@@ -200,8 +200,10 @@ def markdown(results: Dict[str, RunResult], task: Dict[str, Any],
                      f'| {r.sec_per_iter:.3f} | {_length(r, task["by_epoch"])} '
                      f'| {r.wall_seconds:.0f} |')
     lines += ['', 'Commands (re-run any step by hand):', '']
-    lines += [f'- {run["name"]}: `{" ".join(results[run["name"]].command[1:])}`'
-              for run in task['runs']]
+    for run in task['runs']:
+        command = ' '.join(results[run['name']].command[1:])
+        lines.append(f"- {run['name']}: "
+                     f"`python {command.replace(REPO + os.sep, '')}`")
     return '\n'.join(lines) + '\n'
 
 
@@ -226,7 +228,7 @@ def plot(results: Dict[str, RunResult], task: Dict[str, Any],
         ax.set_xlabel('iteration')
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"mmakd demo on {task['data']} data (synthetic)")
+    fig.suptitle(f"mmakd demo on {task['data']} data")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -247,8 +249,7 @@ def main() -> None:
     os.makedirs(work_dir, exist_ok=True)
     start = time.perf_counter()
 
-    say(f"1/{total} generating the {task['data']} dataset (synthetic) in "
-        f'{data_root}')
+    say(f"1/{total} generating the {task['data']} dataset in {data_root}")
     generate(args.task, size, data_root, args.seed)
     data_root = osp.abspath(data_root) + '/'
 

@@ -90,7 +90,19 @@ def test_check_targets_golden():
     assert got[('akd_k4', 'step')] == (pytest.approx(1.11), False)
     assert got[('akd_k4', 'extra peak memory')] == (pytest.approx(1.045),
                                                     True)
+    # 0.9: 1.11x faster than SingleTeacherDistill
     assert got[('ours', 'step')] == (pytest.approx(0.9), True)
+
+    def ours(ms, base='SingleTeacherDistill'):
+        cases['ours']['step_ms_median'] = ms
+        return [(t['ratio'], t['met']) for t in tool.check_targets(
+            cases, base) if t['case'] == 'ours']
+
+    assert ours(93.0) == [(pytest.approx(0.93), True)]  # 1.075x faster
+    assert ours(94.0) == [(pytest.approx(0.94), False)]  # only 1.064x
+    # FpnTeacherDistill runs the same teacher forward: not slower (1% noise)
+    assert ours(100.5, 'FpnTeacherDistill') == [(pytest.approx(1.005), True)]
+    assert ours(102.0, 'FpnTeacherDistill') == [(pytest.approx(1.02), False)]
     # a case not measured gives no target
     del cases['akd_k4']
     assert {t['case'] for t in tool.check_targets(cases)} == {'akd_k1', 'ours'}

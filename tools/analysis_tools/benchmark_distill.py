@@ -97,22 +97,30 @@ TARGETS = (
     ('akd_k1', 'base', 'step', 1.02),
     ('akd_k4', 'base', 'step', 1.10),
     ('akd_k4', 'base', 'extra peak memory', 1.05),
-    ('ours', 'base', 'step', 1.0),
 )
+#: ``ours`` against MMRazor's algorithm: at least 1.07x faster than
+#: ``SingleTeacherDistill``; against ``FpnTeacherDistill``, which runs the
+#: same teacher forward (backbone and neck), not slower beyond 1% of timer
+#: noise.
+OURS_LIMIT = dict(SingleTeacherDistill=1 / 1.07, FpnTeacherDistill=1.01)
 
 
-def check_targets(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+def check_targets(results: Dict[str, Any],
+                  base: str = 'SingleTeacherDistill') -> List[Dict[str, Any]]:
     """Each target whose cases were measured, with its ratio and verdict.
 
     Args:
         results (dict): ``cases`` as the tool writes them.
+        base (str): The class of the ``base`` case. Defaults to
+            ``'SingleTeacherDistill'``.
 
     Returns:
         list[dict]: ``case``, ``reference``, ``what``, ``limit``, ``ratio``
-        and ``met`` for every target in :data:`TARGETS`.
+        and ``met`` for every target in :data:`TARGETS` and for ``ours``.
     """
     out = []
-    for case, ref, what, limit in TARGETS:
+    targets = TARGETS + (('ours', 'base', 'step', OURS_LIMIT[base]), )
+    for case, ref, what, limit in targets:
         if case not in results or ref not in results:
             continue
         key = 'peak_mem_mb' if 'memory' in what else 'step_ms_median'
@@ -389,13 +397,13 @@ def main() -> None:
               f'{fmt("peak_mem_mb", ".0f"):>9}{fmt("ratio_to_base"):>8}'
               f'{fmt("ratio_to_ours"):>8}{fmt("ratio_to_lower_bound"):>8}'
               f'{fmt("mem_ratio_to_base"):>10}')
-    targets = check_targets(results)
+    targets = check_targets(results, base_name)
     if targets:
         print()
         print('targets:')
     for t in targets:
         print(f"  {t['case']} / {t['reference']} {t['what']}: "
-              f"{t['ratio']:.3f} (<= {t['limit']:.2f}) "
+              f"{t['ratio']:.3f} (<= {t['limit']:.3f}) "
               f"{'met' if t['met'] else 'MISSED'}")
     if args.json:
         machine = dict(

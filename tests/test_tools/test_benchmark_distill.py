@@ -10,7 +10,8 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = 'tools/analysis_tools/benchmark_distill.py'
-CASES = ('student', 'base', 'ours', 'akd_k1', 'akd_k4', 'akd_k8')
+CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4',
+         'akd_k8')
 
 
 def bench(config, tmp_path, *extra):
@@ -28,7 +29,8 @@ def check_cases(result):
     # the targets are the ratios of the measured cases
     targets = {(t['case'], t['what']): t for t in result['targets']}
     assert set(targets) == {('akd_k1', 'step'), ('akd_k4', 'step'),
-                            ('akd_k4', 'extra peak memory'), ('ours', 'step')}
+                            ('akd_k4', 'extra peak memory'), ('ours', 'step'),
+                            ('ours_fused', 'step')}
     t = targets[('akd_k4', 'extra peak memory')]
     assert t['ratio'] == pytest.approx(cases['akd_k4']['peak_mem_mb'] /
                                        cases['base']['peak_mem_mb'])
@@ -58,14 +60,22 @@ def test_benchmark_segmentation_logits(tmp_path):
               '1xb8-600it_shapes-128.py')
     # batch 2: PSPNet's 1x1 pyramid pooling needs more than one value per
     # channel for its BatchNorm in training mode
+    md = tmp_path / 'bench.md'
     result, out = bench(config, tmp_path, '--size', '64', '64',
-                        '--batch-size', '2')
+                        '--batch-size', '2', '--markdown', str(md))
     assert result['base'] == 'SingleTeacherDistill'
     assert result['teacher_forward'] == 'tensor'
     assert result['size'] == [64, 64] and result['batch_size'] == 2
     check_cases(result)
     for name in CASES + ('lower_bound', ):
         assert name in out  # the printed table
+    table = md.read_text()
+    base = result['cases']['base']
+    assert f"| base | {base['step_ms_median']:.1f} |" in table
+    for t in result['targets']:
+        assert (f"| {t['case']} / base, {t['what']} | {t['ratio']:.3f} |"
+                in table)
+    assert 'SingleTeacherDistill' in table and TOOL in table
 
 
 def load_tool():

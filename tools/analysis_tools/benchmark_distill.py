@@ -15,6 +15,8 @@ rounds:
   (``FpnTeacherDistill`` when every teacher recorder is in the backbone or
   neck, as MMRazor's FPN configs use, else ``SingleTeacherDistill``);
 - ``ours``: mmakd's ``FlexibleTeacherDistill`` with the same distiller;
+- ``ours_fused``: the same with ``fuse_teacher_conv_bn=True`` (the frozen
+  teacher's BatchNorms folded into its convolutions);
 - ``akd_k1``, ``akd_k4``, ``akd_k8``: ``FlexibleTeacherDistill`` with
   ``AvatarDistiller`` and K = 1, 4, 8 (dropout p = 0.1);
 - ``lower_bound``: the teacher's forward (the shortest one that feeds the
@@ -61,7 +63,8 @@ from mmakd.testing import (det_batch, random_weights_overrides,  # noqa: E402
                            seg_batch)
 from mmakd.utils import load_config  # noqa: E402
 
-CASES = ('student', 'base', 'ours', 'akd_k1', 'akd_k4', 'akd_k8')
+CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4',
+         'akd_k8')
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,6 +81,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None,
                         help='torch CPU threads (default: torch default)')
     parser.add_argument('--json', default=None, help='write results here')
+    parser.add_argument('--markdown', default=None,
+                        help='write the table and targets as Markdown here')
     parser.add_argument('--cases', nargs='+', default=list(CASES),
                         choices=list(CASES))
     parser.add_argument('--mem-steps', type=int, default=3,
@@ -116,10 +121,12 @@ def check_targets(results: Dict[str, Any],
 
     Returns:
         list[dict]: ``case``, ``reference``, ``what``, ``limit``, ``ratio``
-        and ``met`` for every target in :data:`TARGETS` and for ``ours``.
+        and ``met`` for every target in :data:`TARGETS` and for ``ours``
+        and ``ours_fused``.
     """
     out = []
-    targets = TARGETS + (('ours', 'base', 'step', OURS_LIMIT[base]), )
+    targets = TARGETS + tuple((ours, 'base', 'step', OURS_LIMIT[base])
+                              for ours in ('ours', 'ours_fused'))
     for case, ref, what, limit in targets:
         if case not in results or ref not in results:
             continue
@@ -180,7 +187,7 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
             student.data_preprocessor.size is not None:
         student.data_preprocessor.size = tuple(size)  # no padding to crop
 
-    def algorithm(kind: str, k: int = 0):
+    def algorithm(kind: str, k: int = 0, fuse: bool = False):
         s, t = copy.deepcopy(student), copy.deepcopy(teacher)
         dist = copy.deepcopy(distiller_cfg)
         with DefaultScope.overwrite_default_scope('mmrazor'):
@@ -193,12 +200,14 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
                     perturbation=dict(type='AvatarDropout', p=0.1))
             return MODELS.build(dict(
                 type='FlexibleTeacherDistill', architecture=s, teacher=t,
-                distiller=dist, check_shapes=False))
+                distiller=dist, check_shapes=False,
+                fuse_teacher_conv_bn=fuse))
 
     builders: Dict[str, Callable] = dict(
         student=lambda: copy.deepcopy(student),
         base=lambda: algorithm('base'),
         ours=lambda: algorithm('ours'),
+        ours_fused=lambda: algorithm('ours', fuse=True),
         akd_k1=lambda: algorithm('akd', 1),
         akd_k4=lambda: algorithm('akd', 4),
         akd_k8=lambda: algorithm('akd', 8))
@@ -405,21 +414,66 @@ def main() -> None:
         print(f"  {t['case']} / {t['reference']} {t['what']}: "
               f"{t['ratio']:.3f} (<= {t['limit']:.3f}) "
               f"{'met' if t['met'] else 'MISSED'}")
+    machine = dict(
+        processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(), threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        device=(torch.cuda.get_device_name()
+                if args.device == 'cuda' else 'cpu'))
+    payload = dict(config=args.config, size=list(size),
+                   batch_size=args.batch_size, iters=args.iters,
+                   warmup=args.warmup, base=base_name,
+                   teacher_forward=teacher_mode, machine=machine,
+                   command=' '.join(sys.argv), cases=results,
+                   targets=targets)
     if args.json:
-        machine = dict(
-            processor=platform.processor() or platform.machine(),
-            cpu_count=os.cpu_count(), threads=torch.get_num_threads(),
-            torch=torch.__version__,
-            device=(torch.cuda.get_device_name()
-                    if args.device == 'cuda' else 'cpu'))
         with open(args.json, 'w') as f:
-            json.dump(dict(config=args.config, size=list(size),
-                           batch_size=args.batch_size, iters=args.iters,
-                           warmup=args.warmup, base=base_name,
-                           teacher_forward=teacher_mode, machine=machine,
-                           command=' '.join(sys.argv), cases=results,
-                           targets=targets), f, indent=2)
+            json.dump(payload, f, indent=2)
         print(f'[benchmark] wrote {args.json}')
+    if args.markdown:
+        with open(args.markdown, 'w') as f:
+            f.write(markdown(payload))
+        print(f'[benchmark] wrote {args.markdown}')
+
+
+def markdown(payload: Dict[str, Any]) -> str:
+    """The measured table and targets as Markdown (for the docs)."""
+    cases = payload['cases']
+    h, w = payload['size']
+    m = payload['machine']
+    lines = [
+        f"`{payload['config']}`, input {h}x{w}, batch "
+        f"{payload['batch_size']}, {m['device']} ({m['processor']}, "
+        f"{m['threads']} threads, torch {m['torch']}); median of "
+        f"{payload['iters']} interleaved steps after {payload['warmup']} "
+        f"warm-up rounds. base = {payload['base']}; ours = "
+        f"FlexibleTeacherDistill (teacher forward "
+        f"'{payload['teacher_forward']}').", '',
+        '| case | step ms (median) | IQR ms | peak MB | / base | / ours '
+        '| / lower bound | memory / base |', '|---|---|---|---|---|---|---|---|'
+    ]
+    for name in list(CASES) + ['teacher_forward', 'lower_bound']:
+        r = cases.get(name)
+        if r is None:
+            continue
+
+        def fmt(key: str, spec: str = '.3f') -> str:
+            value = r.get(key)
+            return '-' if value is None or value != value else format(
+                value, spec)
+
+        lines.append(
+            f"| {name} | {r['step_ms_median']:.1f} | {fmt('step_ms_iqr', '.1f')}"
+            f" | {fmt('peak_mem_mb', '.0f')} | {fmt('ratio_to_base')} | "
+            f"{fmt('ratio_to_ours')} | {fmt('ratio_to_lower_bound')} | "
+            f"{fmt('mem_ratio_to_base')} |")
+    lines += ['', '| target | ratio | limit | |', '|---|---|---|---|']
+    for t in payload['targets']:
+        lines.append(f"| {t['case']} / {t['reference']}, {t['what']} | "
+                     f"{t['ratio']:.3f} | <= {t['limit']:.3f} | "
+                     f"{'met' if t['met'] else 'MISSED'} |")
+    lines += ['', f"Command: `python {payload['command']}`"]
+    return '\n'.join(lines) + '\n'
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ from mmrazor.models.utils import add_prefix
 from torch import nn
 
 from mmakd.registry import MODELS
+from ..utils.fuse import fuse_frozen_conv_bn
 from ..utils.model_spec import build_model_from_spec
 from ..utils.preprocessor import check_preprocessors_match
 from ..utils.validation import (check_recorder_sources,
@@ -168,6 +169,17 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             different shapes that no connector aligns. Skipped with a
             warning if the models cannot run on that batch, and for
             recorders only the loss-mode forward reaches. Defaults to True.
+        fuse_teacher_conv_bn (bool): Fold the frozen teacher's BatchNorm
+            layers into the convolutions before them (see
+            :func:`mmakd.models.utils.fuse_frozen_conv_bn`), for a faster
+            teacher forward. Needs ``teacher_trainable=False`` and
+            ``teacher_norm_eval=True``; pairs a teacher recorder hooks are
+            left alone. The teacher's outputs equal the unfolded ones up to
+            float rounding, but its ``state_dict`` (in this algorithm's
+            checkpoints) has folded convolutions and no BatchNorm entries,
+            so resume with the same setting. ``teacher_ckpt`` is the plain
+            teacher checkpoint either way. Defaults to False (exactly
+            MMRazor's teacher).
         nonfinite (str): What to do when a distillation loss is NaN or Inf:
             ``'raise'`` (a ``FloatingPointError`` naming the losses) or
             ``'skip'`` (log a warning and leave the distillation losses out
@@ -189,6 +201,7 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
                  check_preprocessors: bool = True,
                  teacher_forward: str = 'auto',
                  check_shapes: bool = True,
+                 fuse_teacher_conv_bn: bool = False,
                  nonfinite: str = 'raise',
                  data_preprocessor: Optional[Union[Dict, nn.Module]] = None,
                  **kwargs: Any) -> None:
@@ -237,6 +250,9 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             self.teacher._is_init = True
         self.nonfinite = nonfinite
         self.teacher_forward = self._resolve_teacher_forward(teacher_forward)
+        self.fused_teacher_convs: List[str] = []
+        if fuse_teacher_conv_bn:
+            self._fuse_teacher()
         self._records_checked = False
         if check_shapes:
             self._check_record_shapes()
@@ -259,6 +275,23 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             return 'loss'
         return shortest_forward(
             self.teacher, getattr(self.distiller, 'teacher_recorders', None))
+
+    def _fuse_teacher(self) -> None:
+        """Fold the frozen teacher's BatchNorms; see ``fuse_teacher_conv_bn``.
+        """
+        if self.teacher_trainable or not self.teacher_norm_eval:
+            raise ValueError(
+                'model.fuse_teacher_conv_bn=True needs a frozen teacher with '
+                'frozen BatchNorm statistics (model.teacher_trainable=False, '
+                'model.teacher_norm_eval=True).')
+        manager = getattr(self.distiller, 'teacher_recorders', None)
+        keep = [getattr(r, 'source', '') for r in
+                (manager.recorders.values() if manager else [])]
+        self.fused_teacher_convs = fuse_frozen_conv_bn(self.teacher, keep)
+        print_log(
+            f'model.fuse_teacher_conv_bn: folded '
+            f'{len(self.fused_teacher_convs)} BatchNorm layers of the '
+            'teacher into their convolutions', logger='current')
 
     def _check_record_shapes(self) -> None:
         """Dry run on a random 2x3x64x64 batch; see ``check_shapes``."""

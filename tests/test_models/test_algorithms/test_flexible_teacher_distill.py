@@ -324,6 +324,68 @@ def test_feat_mode_losses_equal_mmrazor_fpn_teacher_distill():
             torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
 
 
+def test_fused_teacher_losses_match_the_unfused_ones():
+    """fuse_teacher_conv_bn folds the teacher's BatchNorms: the same
+    losses as MMRazor's algorithm up to float rounding, a plain teacher
+    checkpoint still loads, and the algorithm's own state_dict round-trips
+    into an algorithm built the same way."""
+    from mmrazor.models import SingleTeacherDistill
+    from torch.nn.modules.batchnorm import _BatchNorm
+    student, teacher = _seg_model(), _seg_model()
+    g = torch.Generator().manual_seed(0)
+    for m in list(student.modules()) + list(teacher.modules()):
+        if isinstance(m, (torch.nn.Dropout2d, torch.nn.Dropout)):
+            m.p = 0.0
+        if isinstance(m, _BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + .5)
+    distiller = _distiller('decode_head.conv_seg')
+    theirs = SingleTeacherDistill(
+        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
+        distiller=copy.deepcopy(distiller))
+    ours = FlexibleTeacherDistill(
+        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
+        distiller=copy.deepcopy(distiller), fuse_teacher_conv_bn=True)
+    n_bn = sum(isinstance(m, _BatchNorm) for m in teacher.modules())
+    assert len(ours.fused_teacher_convs) == n_bn > 20
+    assert not any(isinstance(m, _BatchNorm) for m in ours.teacher.modules())
+    assert not any(p.requires_grad for p in ours.teacher.parameters())
+    ours.train()
+    theirs.train()
+    batch = ours.data_preprocessor(_seg_batch(), True)
+    data = dict(batch_inputs=batch['inputs'], data_samples=batch['data_samples'])
+    a, b = _losses_with_seed(ours, data), _losses_with_seed(theirs, data)
+    assert set(a) == set(b)
+    assert a['distill.loss_kd'] > 0
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    again = FlexibleTeacherDistill(
+        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
+        distiller=copy.deepcopy(distiller), fuse_teacher_conv_bn=True)
+    again.load_state_dict(ours.state_dict(), strict=True)
+
+
+def test_fused_teacher_keeps_recorded_pairs():
+    """A recorder on a BatchNorm's output keeps that BatchNorm."""
+    source = 'backbone.layer4.0.bn2'
+    model = FlexibleTeacherDistill(
+        architecture=_seg_model(), teacher=_seg_model(),
+        distiller=_distiller(source), fuse_teacher_conv_bn=True)
+    assert isinstance(model.teacher.get_submodule(source),
+                      torch.nn.BatchNorm2d)
+    assert 'backbone.layer4.0.conv2' not in model.fused_teacher_convs
+    assert 'backbone.layer4.0.conv1' in model.fused_teacher_convs
+
+
+def test_fusing_a_trainable_teacher_is_refused():
+    with pytest.raises(ValueError, match='model.fuse_teacher_conv_bn=True '
+                       'needs a frozen teacher'):
+        FlexibleTeacherDistill(
+            architecture=_seg_model(), teacher=_seg_model(),
+            distiller=_distiller('decode_head.conv_seg'),
+            teacher_trainable=True, fuse_teacher_conv_bn=True)
+
+
 # ---------------------------------------------------------------------------
 # build-time validation and the non-finite policy
 # ---------------------------------------------------------------------------

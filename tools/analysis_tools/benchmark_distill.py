@@ -27,6 +27,10 @@ memory, and the ratios to ``base``, ``ours`` and the lower bound; ``--json``
 writes them under ``cases.<name>.step_ms_median``,
 ``cases.<name>.step_ms_iqr`` and ``cases.<name>.peak_mem_mb``.
 
+The optimizer step runs in full but at learning rate 0, so the weights
+stay as built: each round times the same computation, and a case cannot
+diverge on random weights.
+
 Peak memory is the step's transient peak above the memory held before it
 (activations, gradients, optimizer temporaries; the models' weights are
 common to all cases and left out): on CUDA from
@@ -215,7 +219,12 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
     for name in names:
         model = builders[name]().to(device)
         model.train()
-        cases[name] = (model, build_optim_wrapper(model, cfg.optim_wrapper))
+        optim = build_optim_wrapper(model, cfg.optim_wrapper)
+        # The optimizer runs in full, at learning rate 0: every round times
+        # the same computation, and no case can diverge on random weights.
+        for group in optim.optimizer.param_groups:
+            group['lr'] = 0.0
+        cases[name] = (model, optim)
     teacher_mode = shortest_forward(teacher,
                                     reference.distiller.teacher_recorders)
     lower_teacher = copy.deepcopy(teacher).to(device)

@@ -31,7 +31,7 @@ import os.path as osp
 import platform
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -112,19 +112,25 @@ TASKS: Dict[str, Dict[str, Any]] = dict(
 )
 
 
-def generate(task: str, size: Dict[str, Any], root: str, seed: int) -> None:
-    """Write the task's synthetic dataset (idempotent)."""
+def generate(task: str, size: Dict[str, Any], root: str,
+             seed: int) -> Tuple[int, int]:
+    """Write the task's synthetic dataset (idempotent).
+
+    Returns:
+        tuple[int, int]: The numbers of training and validation images.
+    """
     if task == 'seg':
         from mmakd.datasets.shapes import generate_shapes
         generate_shapes(root, num_train=size['num_train'],
                         num_val=size['num_val'], size=128, seed=seed)
-    else:
-        from mmakd.datasets import generate_cifar_like
-        generate_cifar_like(root, num_classes=20,
-                            train_per_class=size['train_per_class'],
-                            test_per_class=size['test_per_class'], seed=seed)
-        size.setdefault('num_train', 20 * size['train_per_class'])
-        size.setdefault('num_val', 20 * size['test_per_class'])
+        return size['num_train'], size['num_val']
+    from mmakd.datasets import generate_cifar_like
+    classes = 20  # configs/mgkd/mmpretrain/synthetic: cifar_like_classes
+    generate_cifar_like(root, num_classes=classes,
+                        train_per_class=size['train_per_class'],
+                        test_per_class=size['test_per_class'], seed=seed)
+    return (classes * size['train_per_class'],
+            classes * size['test_per_class'])
 
 
 def parse_args() -> argparse.Namespace:
@@ -137,8 +143,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--work-dir', default=None,
                         help='default: work_dirs/akd_demo/<task>[_quick]')
     parser.add_argument('--data', default=None,
-                        help='dataset folder (default: data/shapes, or '
-                        'WORK_DIR/data with --quick)')
+                        help='dataset folder (default: data/shapes or '
+                        'data/cifar-like, WORK_DIR/data with --quick)')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args()
 
@@ -238,7 +244,7 @@ def main() -> None:
     args = parse_args()
     task = TASKS[args.task]
     mode = 'quick' if args.quick else 'full'
-    size = dict(task[mode])
+    size = task[mode]
     runs = task['runs']
     total = len(runs) + 1
     work_dir = args.work_dir or osp.join(
@@ -250,7 +256,7 @@ def main() -> None:
     start = time.perf_counter()
 
     say(f"1/{total} generating the {task['data']} dataset in {data_root}")
-    generate(args.task, size, data_root, args.seed)
+    num_train, num_val = generate(args.task, size, data_root, args.seed)
     data_root = osp.abspath(data_root) + '/'
 
     results: Dict[str, RunResult] = {}
@@ -273,8 +279,7 @@ def main() -> None:
     import torch
     meta = dict(
         task=args.task, mode=mode, seed=args.seed, data=task['data'],
-        data_root=data_root, num_train=size['num_train'],
-        num_val=size['num_val'],
+        data_root=data_root, num_train=num_train, num_val=num_val,
         machine=f'{platform.processor() or platform.machine()}, '
         f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
         f'{torch.get_num_threads()} threads',

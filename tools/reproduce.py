@@ -2,7 +2,8 @@
 """Is B better than A? Train both over several seeds and test the difference.
 
     python tools/reproduce.py CONFIG_A CONFIG_B --seeds 5 \
-        [--metric mIoU] [--work-dir DIR] [--cfg-options k=v ...]
+        [--metric mIoU] [--work-dir DIR] [--cfg-options k=v ...] \
+        [--options-a k=v ...] [--options-b k=v ...]
 
 For every seed it trains A and then B with ``tools/train.py`` (same seed,
 same ``--cfg-options``), reads the last validation metric, and reports the
@@ -49,7 +50,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default={},
         help='overrides applied to both configs, xxx=yyy')
+    parser.add_argument(
+        '--options-a', nargs='+', action=DictAction, default={},
+        help='overrides for config A only (after --cfg-options)')
+    parser.add_argument(
+        '--options-b', nargs='+', action=DictAction, default={},
+        help='overrides for config B only, e.g. B = A with one setting '
+        'changed')
     return parser.parse_args()
+
+
+def _options(options: Dict) -> str:
+    return ' '.join(f'{k}={v}' for k, v in options.items()) or '-'
 
 
 def pick_metric(metrics: Dict[str, float], wanted: str = None) -> str:
@@ -76,8 +88,10 @@ def main() -> None:
     metric = args.metric
     start = time.perf_counter()
     for i, seed in enumerate(seeds):
-        for name, config in zip(names, (args.config_a, args.config_b)):
+        for name, config, own in zip(names, (args.config_a, args.config_b),
+                                     (args.options_a, args.options_b)):
             options = dict(args.cfg_options)
+            options.update(own)
             options['randomness.seed'] = seed
             work_dir = osp.join(args.work_dir, f'{name}_seed{seed}')
             print(f'[reproduce] seed {seed} ({i + 1}/{len(seeds)}): '
@@ -123,7 +137,8 @@ def main() -> None:
                f'{os.cpu_count()} CPU cores, torch {torch.__version__}')
     lines += [
         '', f'Configs: `{args.config_a}` (A), `{args.config_b}` (B); '
-        f'common options: `{" ".join(f"{k}={v}" for k, v in args.cfg_options.items())}`. '
+        f'common options: `{_options(args.cfg_options)}`; A only: '
+        f'`{_options(args.options_a)}`; B only: `{_options(args.options_b)}`. '
         f'Machine: {machine}. Total time '
         f'{(time.perf_counter() - start) / 60:.1f} min. Logs: '
         f'`{args.work_dir}/<name>_seed<seed>/`.'

@@ -101,7 +101,10 @@ def test_reproduce_reports_paired_difference(tmp_path):
     ]
     out = run(['tools/reproduce.py', STUDENT, STUDENT, '--seeds', '2',
                '--names', 'a', 'b', '--work-dir', str(work),
-               '--note', 'synthetic shapes data', '--cfg-options'] + options,
+               '--note', 'synthetic shapes data',
+               # B only: a setting that leaves the runs identical
+               '--options-b', 'default_hooks.checkpoint.max_keep_ckpts=1',
+               '--cfg-options'] + options,
               600)
     assert '[reproduce] seed 1 (2/2): training b' in out
     report = json.loads((work / 'reproduce.json').read_text())
@@ -115,6 +118,9 @@ def test_reproduce_reports_paired_difference(tmp_path):
                                        if 'loss' in x] for r in report['runs']}
     assert losses[('a', 0)] == losses[('b', 0)]
     assert losses[('a', 0)] != losses[('a', 1)]
+    commands = {(r['name'], r['seed']): r['command'] for r in report['runs']}
+    assert 'default_hooks.checkpoint.max_keep_ckpts=1' in commands[('b', 1)]
+    assert 'default_hooks.checkpoint.max_keep_ckpts=1' not in commands[('a', 1)]
     md = (work / 'reproduce.md').read_text()
     assert 'mean ± std' in md and 'synthetic shapes data' in md
     assert osp.isdir(work / 'a_seed0') and osp.isdir(work / 'b_seed1')

@@ -88,8 +88,8 @@ def fuse_frozen_conv_bn(model: nn.Module,
         if convmodule is not None:
             pairs.append(tuple(convmodule))
         else:
-            for (a, conv), (b, bn) in zip(children, children[1:]):
-                sequential = isinstance(module, nn.Sequential)
+            sequential = isinstance(module, nn.Sequential)
+            for (a, _), (b, _) in zip(children, children[1:]):
                 numbered = (a.startswith('conv') and b in (
                     'norm' + a[4:], 'bn' + a[4:]) and a[4:].isdigit())
                 if sequential or numbered:

@@ -35,6 +35,14 @@ broken.
    on: a pickle that would run code (``os.system``, ``eval``, arbitrary
    ``getattr``) is still refused with PyTorch's ``UnpicklingError``. The
    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` switch is never touched.
+   ``add_safe_globals`` is process-wide: after ``import mmakd`` every
+   ``torch.load`` of the process (not only MMEngine's) accepts these NumPy
+   types, ``HistoryBuffer`` and the restricted ``getattr``, and nothing
+   else. If the fix itself fails on a future PyTorch, ``import mmakd``
+   warns (naming what failed, see :attr:`CompatReport.checkpoint_error`)
+   instead of raising, so configs that load no checkpoint keep working;
+   loading one then fails with PyTorch's ``UnpicklingError``, to which
+   mmakd's teacher-checkpoint loader adds that diagnosis.
 """
 import importlib
 import importlib.abc
@@ -43,6 +51,7 @@ import io
 import pickle
 import sys
 import types
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -82,12 +91,16 @@ class CompatReport:
             fail, with the error now deferred to first use.
         safe_globals (list[str]): Names allow-listed for
             ``torch.load(weights_only=True)``.
+        checkpoint_error (str, optional): Why MMEngine checkpoints still do
+            not load under ``weights_only`` after the fix (a PyTorch this
+            layer does not know); None when they load.
     """
     fuser_helpers: List[str] = field(default_factory=list)
     imported_submodules: List[str] = field(default_factory=list)
     guarded_modules: List[str] = field(default_factory=list)
     deferred_errors: Dict[str, str] = field(default_factory=dict)
     safe_globals: List[str] = field(default_factory=list)
+    checkpoint_error: Optional[str] = None
 
     @property
     def changed(self) -> bool:
@@ -258,8 +271,8 @@ def _guard_backend_mapping(report: CompatReport) -> None:
     if importlib.machinery.PathFinder.find_spec('mmrazor') is None:
         return
     if any(
-            isinstance(f, _GuardFinder) and f.fullname ==
-            BACKEND_MAPPING_MODULE for f in sys.meta_path):
+            isinstance(f, _GuardFinder)
+            and f.fullname == BACKEND_MAPPING_MODULE for f in sys.meta_path):
         return
     sys.meta_path.insert(
         0, _GuardFinder(BACKEND_MAPPING_MODULE, _defer_backend_configs))
@@ -308,7 +321,8 @@ def _numpy_safe_globals() -> List[Any]:
     entries: List[Any] = [np.ndarray, np.dtype]
     # Pickles name these by the module path of the NumPy that wrote them.
     for module_path in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        entries.append((multiarray._reconstruct, f'{module_path}._reconstruct'))
+        entries.append(
+            (multiarray._reconstruct, f'{module_path}._reconstruct'))
         entries.append((multiarray.scalar, f'{module_path}.scalar'))
     # ``np.dtype(...)`` rebuilds an instance of a per-type dtype class
     # (``numpy.dtypes.Float64DType``...), which unpickling then sets state on.
@@ -362,19 +376,32 @@ def _default_load_refuses(data: bytes) -> Optional[BaseException]:
 
 
 def _allow_mmengine_checkpoints(report: CompatReport) -> None:
-    probe = _mmengine_like_checkpoint()
-    if _default_load_refuses(probe) is None:
-        return  # weights_only is off by default, or already allow-listed
-    entries = _safe_globals()
-    torch.serialization.add_safe_globals(entries)
-    report.safe_globals.extend(
-        entry[1] if isinstance(entry, tuple) else
-        f'{entry.__module__}.{entry.__qualname__}' for entry in entries)
-    still_refused = _default_load_refuses(probe)
-    if still_refused is not None:  # pragma: no cover - unknown torch
-        raise RuntimeError(
-            'mmakd could not make MMEngine checkpoints loadable with '
-            f'torch {torch.__version__}: {still_refused}')
+    """Allow-list what MMEngine checkpoints hold, if ``torch.load`` refuses
+    them; warn (never raise) if that does not suffice."""
+    try:
+        probe = _mmengine_like_checkpoint()
+        if _default_load_refuses(probe) is None:
+            return  # weights_only is off by default, or already allow-listed
+        entries = _safe_globals()
+        torch.serialization.add_safe_globals(entries)
+        report.safe_globals.extend(entry[1] if isinstance(entry, tuple) else
+                                   f'{entry.__module__}.{entry.__qualname__}'
+                                   for entry in entries)
+        still_refused = _default_load_refuses(probe)
+        problem = None if still_refused is None else \
+            f'{type(still_refused).__name__}: {still_refused}'
+    except Exception as err:  # noqa: B902 - a torch/NumPy we do not know
+        problem = f'the probe itself failed: {type(err).__name__}: {err}'
+    if problem is None:
+        return
+    report.checkpoint_error = (
+        f'mmakd could not make MMEngine checkpoints loadable with '
+        f'torch.load(weights_only=True) on torch {torch.__version__} '
+        f'({problem}). Runner checkpoints and model-zoo checkpoints with '
+        'NumPy metadata will be refused; please report this with '
+        '`python -c "import torch, numpy; print(torch.__version__, '
+        'numpy.__version__)"`.')
+    warnings.warn(report.checkpoint_error, RuntimeWarning, stacklevel=2)
 
 
 _REPORT: Optional[CompatReport] = None

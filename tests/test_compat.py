@@ -12,12 +12,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from helpers import run_python
 from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.model import BaseModel
 from mmengine.runner import load_checkpoint
 
 from mmakd import compat
-from helpers import run_python
 
 REPORT = compat.apply()
 
@@ -68,10 +68,12 @@ def test_quantization_fails_clearly_when_used():
     from mmrazor.structures.quantization import BackendConfigs
     if not REPORT.deferred_errors:
         pytest.skip('quantization backend configs build on this PyTorch')
-    assert set(BackendConfigs) == {'academic', 'native', 'openvino',
-                                   'tensorrt'}
-    with pytest.raises(compat.QuantizationUnavailableError,
-                       match=r"backend 'native' cannot be built on torch"):
+    assert set(BackendConfigs) == {
+        'academic', 'native', 'openvino', 'tensorrt'
+    }
+    with pytest.raises(
+            compat.QuantizationUnavailableError,
+            match=r"backend 'native' cannot be built on torch"):
         BackendConfigs['native']
     with pytest.raises(KeyError):
         BackendConfigs['no-such-backend']
@@ -94,8 +96,7 @@ def test_quantizer_build_raises_clear_error():
         w_qscheme=dict(
             qdtype='qint8', bit=8, is_symmetry=True, is_symmetric_range=True),
         a_qscheme=dict(
-            qdtype='quint8', bit=8, is_symmetry=True,
-            averaging_constant=0.1))
+            qdtype='quint8', bit=8, is_symmetry=True, averaging_constant=0.1))
     with pytest.raises(Exception) as info:
         MODELS.build(
             dict(
@@ -123,8 +124,8 @@ def test_backported_fuser_helpers_have_torch_113_semantics():
     assert compat._reverse2(fuser)(True, 'relu', 'conv') == ('conv', 'relu')
     assert compat._reverse3(fuser)(False, 'relu', ('bn', 'conv')) == \
         ('conv', 'bn', 'relu')
-    assert compat._reverse_sequential_wrapper2(
-        lambda a, b: (a, b))(True, 'relu', 'linear') == ('linear', 'relu')
+    assert compat._reverse_sequential_wrapper2(lambda a, b: (a, b))(
+        True, 'relu', 'linear') == ('linear', 'relu')
 
 
 def test_backport_only_adds_what_is_missing(monkeypatch):
@@ -155,8 +156,7 @@ def test_checkpoint_allow_list_skipped_when_loads_already_work(monkeypatch):
 
     monkeypatch.setattr(torch, 'load', permissive_load)
     added = []
-    monkeypatch.setattr(torch.serialization, 'add_safe_globals',
-                        added.append)
+    monkeypatch.setattr(torch.serialization, 'add_safe_globals', added.append)
     report = compat.CompatReport()
     compat._allow_mmengine_checkpoints(report)
     assert added == [] and report.safe_globals == []
@@ -173,8 +173,8 @@ def test_guarded_loader_keeps_working_modules(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     seen = []
     for name in ('guardpkg.good', 'guardpkg.bad'):
-        finder = compat._GuardFinder(name, lambda m, e: seen.append(
-            (m.__name__, str(e))))
+        finder = compat._GuardFinder(
+            name, lambda m, e: seen.append((m.__name__, str(e))))
         sys.meta_path.insert(0, finder)
         module = __import__(name, fromlist=['x'])
         assert finder not in sys.meta_path  # one-shot
@@ -263,9 +263,9 @@ def _toy_runner(work_dir, max_iters, resume=False, load_from=None):
             sampler=dict(type='DefaultSampler', shuffle=True),
             batch_size=4,
             collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(
-            optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
-        param_scheduler=dict(type='MultiStepLR', milestones=[3], by_epoch=False),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
+        param_scheduler=dict(
+            type='MultiStepLR', milestones=[3], by_epoch=False),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
@@ -320,9 +320,8 @@ def _crafted_getattr_pickle(target_module: str, target_name: str,
                             attr: str) -> bytes:
     """Protocol-2 pickle of ``getattr(<module>.<name>, attr)``."""
     return (b'\x80\x02c__builtin__\ngetattr\n' +
-            f'c{target_module}\n{target_name}\n'.encode() +
-            b'X' + len(attr).to_bytes(4, 'little') + attr.encode() +
-            b'\x86R.')
+            f'c{target_module}\n{target_name}\n'.encode() + b'X' +
+            len(attr).to_bytes(4, 'little') + attr.encode() + b'\x86R.')
 
 
 @pytest.mark.parametrize('module,name,attr', [
@@ -336,6 +335,7 @@ def test_getattr_is_restricted_to_history_buffer_statistics(
         tmp_path, module, name, attr):
     import io
     import zipfile
+
     # Build a real zip checkpoint whose data.pkl is the crafted pickle.
     path = str(tmp_path / 'crafted.pth')
     torch.save({}, path)
@@ -361,3 +361,43 @@ def test_history_buffer_getattr_allows_only_statistics():
                               (os, 'system'), (np, 'load')):
         with pytest.raises(pickle.UnpicklingError, match='refused getattr'):
             compat.history_buffer_getattr(bad_obj, bad_name)
+
+
+def test_failed_allow_list_probe_warns_instead_of_raising(monkeypatch):
+    """On a future torch where the allow-list does not make MMEngine
+    checkpoints load, importing mmakd must not fail: it warns, names what
+    failed, and the teacher-checkpoint loader repeats it."""
+    refusal = pickle.UnpicklingError('Unsupported global: future.Thing')
+    monkeypatch.setattr(compat, '_default_load_refuses', lambda data: refusal)
+    monkeypatch.setattr(torch.serialization, 'add_safe_globals',
+                        lambda entries: None)
+    report = compat.CompatReport()
+    with pytest.warns(RuntimeWarning) as record:
+        compat._allow_mmengine_checkpoints(report)
+    message = str(record[0].message)
+    assert 'Unsupported global: future.Thing' in message
+    assert f'torch {torch.__version__}' in message
+    assert report.checkpoint_error == message
+    assert report.safe_globals  # what it tried is still reported
+
+    def broken():
+        raise AttributeError("module 'numpy' has no attribute 'dtypes'")
+
+    monkeypatch.setattr(compat, '_safe_globals', broken)
+    report = compat.CompatReport()
+    with pytest.warns(
+            RuntimeWarning,
+            match='the probe itself failed: '
+            "AttributeError: module 'numpy'"):
+        compat._allow_mmengine_checkpoints(report)
+
+
+def test_checkpoint_error_is_named_when_a_teacher_fails_to_load(
+        monkeypatch, tmp_path):
+    from mmakd.models.utils.validation import load_teacher_checkpoint
+    path = tmp_path / 'ckpt.pth'
+    path.write_bytes(b'not a checkpoint')
+    report = compat.CompatReport(checkpoint_error='probe said no')
+    monkeypatch.setattr(compat, 'apply', lambda: report)
+    with pytest.raises(RuntimeError, match='Note: probe said no'):
+        load_teacher_checkpoint(torch.nn.Linear(1, 1), str(path))

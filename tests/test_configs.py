@@ -12,15 +12,15 @@ import re
 import socket
 
 import pytest
-import yaml
 import torch
+import yaml
+from helpers import REPO
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 from mmakd.registry import MODELS
 from mmakd.testing import det_batch, random_weights_overrides, seg_batch
 from mmakd.utils import load_config
-from helpers import REPO
 
 CONFIG_ROOT = osp.join(REPO, 'configs')
 CONFIGS = sorted(
@@ -30,11 +30,9 @@ RUNNABLE = [p for p in CONFIGS if '_base_' not in p.split(osp.sep)]
 AKD_CONFIGS = [p for p in RUNNABLE if osp.basename(p).startswith('akd_')]
 #: The model zoo: COCO / Cityscapes configs with README and metafile.
 ZOO_FOLDERS = ('akd/mmdet/', 'akd/mmseg/')
-
-#: What each base loss's AKD configs reproduce (see the READMEs): the
-#: reference's CWD variant standardised only the student, its MGD and MasKD
-#: variants both sides.
-NORMALIZE = {'cwd': 'student', 'pkd': True, 'mgd': True, 'maskd': True}
+#: Zoo configs of a first stage on the teacher (no student): MasKD's mask
+#: learning; tested in tests/test_models/test_algorithms/.
+STAGE_ONE = ('MasKDMaskLearner', )
 
 #: The model zoo's optimisation steps (ResNet-101/ResNeXt-101 teachers at
 #: 128x128, dilated ResNet-101 teachers at 64x64) took 4-28 s each on this
@@ -145,6 +143,9 @@ def test_zoo_metafile_matches_configs(folder):
         teacher = entry['Metadata']['Teacher']
         assert teacher['Weights'] == cfg.teacher_ckpt
         assert teacher['Config'] == cfg.teacher.cfg_path
+        if cfg.type in STAGE_ONE:  # a teacher, no student
+            assert 'Student' not in entry['Metadata']
+            continue
         assert entry['Metadata']['Student']['Config'] == \
             cfg.architecture.cfg_path
 
@@ -155,10 +156,12 @@ def test_zoo_config_conventions(path):
     assert cfg.custom_imports.imports == ['mmakd']
     assert cfg.custom_imports.allow_failed_imports is False
     assert cfg.find_unused_parameters is True
-    assert cfg.val_cfg.type == 'mmrazor.SingleTeacherDistillValLoop'
-    assert cfg.model.type == 'FlexibleTeacherDistill'
+    stage_one = cfg.model.type in STAGE_ONE
+    if not stage_one:
+        assert cfg.val_cfg.type == 'mmrazor.SingleTeacherDistillValLoop'
+        assert cfg.model.type == 'FlexibleTeacherDistill'
     assert cfg.model.teacher_ckpt.startswith('https://download.openmmlab.com/')
-    for key in ('architecture', 'teacher'):
+    for key in ('teacher', ) if stage_one else ('architecture', 'teacher'):
         assert cfg.model[key].cfg_path.split('::')[0] in ('mmdet', 'mmseg')
         assert cfg.model[key].pretrained is False
     # N GPUs x B images in the name: the per-GPU batch size and the total
@@ -200,15 +203,123 @@ def test_akd_config_differs_from_twin_only_in_distiller(path):
     if selected is not None:
         assert set(selected) <= set(
             twin['model']['distiller']['distill_losses'])
-    if _in_zoo(path):
-        # The reference setting: one Avatar from element-wise dropout
-        # p=0.1, adaptive weights with tau 1, and the normalisation of the
-        # reference's variant of this base loss.
-        base = osp.basename(osp.dirname(path))
-        assert avatars['num_avatars'] == 1
-        assert avatars['perturbation'] == dict(type='AvatarDropout', p=0.1)
-        assert avatars['uncertainty'] == dict(tau=1.0)
-        assert avatars['normalize'] == NORMALIZE[base]
+
+
+# ---------------------------------------------------------------------------
+# The zoo's AKD settings, checked against the reference formulas (not by
+# restating the config): the AKD distiller of the real config, fed known
+# records and a known Avatar, must compute what the reference computed.
+# ---------------------------------------------------------------------------
+class _Neck(torch.nn.Module):
+    """A model whose ``neck`` returns the given tuple of FPN levels."""
+
+    def __init__(self, levels):
+        super().__init__()
+        self.levels = levels
+        self.neck = torch.nn.Identity()
+
+    def forward(self):
+        return self.neck(tuple(level.clone() for level in self.levels))
+
+
+def _bn(x):
+    """The reference's normaliser: BatchNorm2d(C, affine=False), training
+    mode."""
+    return torch.nn.BatchNorm2d(x.shape[1], affine=False).train()(x)
+
+
+def _akd_losses_on(path, s_levels, t_levels, keep_masks, seed=0):
+    """The config's AvatarDistiller on given FPN levels, with the Avatars
+    ``T * keep / 0.9`` (dropout p=0.1 with known masks); the global RNG is
+    seeded with ``seed`` just before the losses."""
+    cfg = _load(path).model.distiller
+    cfg.pop('type')
+    from mmakd.models import AvatarDistiller
+    distiller = AvatarDistiller(**cfg)
+    assert distiller.perturbation.p == 0.1  # the masks below are p = 0.1
+    calls = iter(keep_masks)
+    distiller.perturbation.perturb = \
+        lambda x, k, g: (x * next(calls) / 0.9).unsqueeze(0)
+    student, teacher = _Neck(s_levels), _Neck(t_levels)
+    distiller.prepare_from_student(student)
+    distiller.prepare_from_teacher(teacher)
+    with distiller.teacher_recorders, distiller.student_recorders:
+        teacher()
+        student()
+    torch.manual_seed(seed)
+    return distiller, distiller.compute_distill_losses()
+
+
+def _levels(n, c, sizes, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [
+        torch.relu(torch.randn(n, c, h, w, generator=g) + 0.3)
+        for h, w in sizes
+    ]
+
+
+def test_akd_cwd_zoo_config_is_the_reference_cwd_variant():
+    """AKD_ChannelWiseDivergence of Gumpest/AvatarKD: BatchNorm on the
+    student only, the raw dropped-out teacher as the target."""
+    path = osp.join(
+        CONFIG_ROOT, 'akd/mmdet/cwd/'
+        'akd_cwd_fpn_retinanet-r101_retinanet-r50_8xb2-2x_coco.py')
+    sizes = [(16, 20), (8, 10), (4, 5), (2, 3), (1, 2)]
+    s_levels = _levels(2, 256, sizes, 0)
+    t_levels = _levels(2, 256, sizes, 1)
+    g = torch.Generator().manual_seed(2)
+    keeps = [torch.rand(t.shape, generator=g) > 0.1 for t in t_levels]
+    distiller, losses = _akd_losses_on(path, s_levels, t_levels, keeps)
+    for i, (s, t, keep) in enumerate(zip(s_levels, t_levels, keeps)):
+        loss = distiller.distill_losses[f'loss_cwd_fpn{i}']
+        n, c, h, w = s.shape
+        multi_t = (t * keep / 0.9).reshape(-1, h * w) / loss.tau
+        p_t = multi_t.softmax(1)
+        cost = torch.sum(p_t * multi_t.log_softmax(1) - p_t *
+                         (_bn(s).reshape(-1, h * w) / loss.tau).log_softmax(1))
+        expected = cost * loss.tau**2 / (c * n) * loss.loss_weight
+        torch.testing.assert_close(
+            losses[f'loss_cwd_fpn{i}'], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_akd_mgd_zoo_config_is_the_reference_mgd_variant():
+    """AKD_MGDLoss of Gumpest/AvatarKD with the same masks:
+    gen(mask(BN(S))) against BN(dropout(T)), summed squared error / N times
+    alpha. The order the config shipped before, norm(gen(mask(S))), gives
+    another value on the same inputs."""
+    path = osp.join(
+        CONFIG_ROOT, 'akd/mmdet/mgd/'
+        'akd_mgd_fpn_cascade-mask-rcnn-x101_faster-rcnn-r50_8xb2-2x_coco.py')
+    sizes = [(8, 8), (4, 4), (2, 2), (2, 2), (1, 1)]
+    s_levels = _levels(2, 256, sizes, 3)
+    t_levels = _levels(2, 256, sizes, 4)
+    g = torch.Generator().manual_seed(5)
+    keeps = [torch.rand(t.shape, generator=g) > 0.1 for t in t_levels]
+    # MGDConnector draws its masks from the global RNG
+    distiller, losses = _akd_losses_on(path, s_levels, t_levels, keeps, 6)
+    torch.manual_seed(6)
+    for i, (s, t, keep) in enumerate(zip(s_levels, t_levels, keeps)):
+        connector = distiller.connectors[f's_fpn{i}_connector'][-1] \
+            if isinstance(distiller.connectors[f's_fpn{i}_connector'],
+                          torch.nn.Sequential) else \
+            distiller.connectors[f's_fpn{i}_connector']
+        alpha = distiller.distill_losses[f'loss_mgd_fpn{i}'].alpha_mgd
+        n, c, h, w = s.shape
+        mat = torch.rand((n, 1, h, w))  # the same draw as the connector's
+        mat = (mat <= 1 - connector.lambda_mgd).float()
+        with torch.no_grad():
+            new = connector.generation(_bn(s) * mat)
+            expected = ((new - _bn(t * keep / 0.9))**2).sum() / n * alpha
+            target = _bn(t * keep / 0.9)
+            old = (_bn(connector.generation(s * mat)) -
+                   target).pow(2).sum() / n * alpha
+        torch.testing.assert_close(
+            losses[f'loss_mgd_fpn{i}'].detach(),
+            expected,
+            rtol=1e-4,
+            atol=1e-7)
+        if i == 0:  # 8x8: the two orders differ clearly
+            assert not torch.allclose(old, expected, rtol=0.1), (old, expected)
 
 
 def _step_cases():

@@ -15,6 +15,8 @@ EXAMPLES = {
     'AvatarDropout': dict(kind='perturbation', cfg=dict(p=0.2)),
     'AvatarChannelDropout': dict(kind='perturbation', cfg=dict(p=0.2)),
     'AvatarGaussianNoise': dict(kind='perturbation', cfg=dict(std=0.2)),
+    # A list of perturbations; K is the sum of their Avatars.
+    'AvatarPerturbationMix': dict(kind='perturbation mix'),
     'AvatarConnector': dict(kind='connector', cfg=dict()),
     'MasKDLoss': dict(kind='loss', cfg=dict(channels=C)),
     'AvatarDistiller': dict(kind='distiller'),
@@ -25,6 +27,7 @@ EXAMPLES = {
     # Returns a tuple of codes (and decoder logits).
     'MGKDAnalyser': dict(kind='tuple connector'),
     'MGKDAnalyserTrainer': dict(kind='algorithm'),
+    'MasKDMaskLearner': dict(kind='algorithm'),
     'CifarResNet': dict(kind='backbone'),
     'CifarWideResNet': dict(kind='backbone'),
 }
@@ -52,6 +55,14 @@ def test_registered_module(name):
     teacher = torch.randn(2, C, 8, 8, requires_grad=True)
     if kind == 'perturbation':
         module = MODELS.build(dict(type=name, num_avatars=3, **example['cfg']))
+        out = module(teacher.detach())
+        assert out.shape == (3, 2, C, 8, 8)
+        (out * student).sum().backward()
+        assert student.grad is not None and teacher.grad is None
+    elif kind == 'perturbation mix':
+        module = MODELS.build(dict(type=name, perturbations=[
+            dict(type='AvatarDropout', p=0.2, num_avatars=2),
+            dict(type='AvatarGaussianNoise', std=0.2)]))
         out = module(teacher.detach())
         assert out.shape == (3, 2, C, 8, 8)
         (out * student).sum().backward()

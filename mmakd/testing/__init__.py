@@ -3,8 +3,9 @@
 from .batches import det_batch, seg_batch
 from .configs import random_weights_overrides, shapes_det_overrides
 from .hub_cache import seed_checkpoint_cache
+from .syncs import CountHostSyncs
 
 __all__ = [
     'det_batch', 'seg_batch', 'random_weights_overrides',
-    'shapes_det_overrides', 'seed_checkpoint_cache'
+    'shapes_det_overrides', 'seed_checkpoint_cache', 'CountHostSyncs'
 ]

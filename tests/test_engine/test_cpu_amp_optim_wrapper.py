@@ -257,7 +257,7 @@ def test_akd_losses_train_in_bf16(name, loss_cfg, keys, connectors,
             dict(rtol=1e-6, atol=0.0)
         torch.testing.assert_close(out['loss_a'], reference['loss_a'], **tol)
         weights = [k for k in out if k.startswith('akd.')]
-        assert len(weights) == 4  # w0..w2 and u
+        assert len(weights) == 5  # w0..w2, wmax_over_wmin and u
         for key in weights:
             torch.testing.assert_close(out[key], reference[key], rtol=1e-6,
                                        atol=0.0)

@@ -10,16 +10,20 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOL = 'tools/analysis_tools/benchmark_distill.py'
-CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4',
-         'akd_k8')
+CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8')
 
 
 def bench(config, tmp_path, *extra):
     out = tmp_path / 'bench.json'
-    proc = subprocess.run(
-        [sys.executable, TOOL, config, '--iters', '2', '--warmup', '1',
-         '--json', str(out), *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([
+        sys.executable, TOOL, config, '--iters', '2', '--warmup', '1',
+        '--json',
+        str(out), *extra
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(out.read_text()), proc.stdout
 
@@ -51,6 +55,10 @@ def check_cases(result):
         cases['teacher_forward']['step_ms_median'])
     # a distillation step does at least what the student's step does
     assert cases['base']['peak_mem_mb'] > 0
+    # AKD's finiteness checks ride on the algorithm's one synchronisation
+    assert cases['ours']['host_syncs'] >= 1
+    for name in ('akd_k1', 'akd_k4', 'akd_k8'):
+        assert cases[name]['host_syncs'] == cases['ours']['host_syncs']
 
 
 def test_benchmark_segmentation_logits(tmp_path):
@@ -61,8 +69,8 @@ def test_benchmark_segmentation_logits(tmp_path):
     # batch 2: PSPNet's 1x1 pyramid pooling needs more than one value per
     # channel for its BatchNorm in training mode
     md = tmp_path / 'bench.md'
-    result, out = bench(config, tmp_path, '--size', '64', '64',
-                        '--batch-size', '2', '--markdown', str(md))
+    result, out = bench(config, tmp_path, '--size', '64', '64', '--batch-size',
+                        '2', '--markdown', str(md))
     assert result['base'] == 'SingleTeacherDistill'
     assert result['teacher_forward'] == 'tensor'
     assert result['size'] == [64, 64] and result['batch_size'] == 2
@@ -80,8 +88,8 @@ def test_benchmark_segmentation_logits(tmp_path):
 
 def load_tool():
     import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_distill', osp.join(REPO, TOOL))
+    spec = importlib.util.spec_from_file_location('benchmark_distill',
+                                                  osp.join(REPO, TOOL))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -94,19 +102,21 @@ def test_check_targets_golden():
         ours=dict(step_ms_median=90.0, peak_mem_mb=150.0),
         akd_k1=dict(step_ms_median=101.0, peak_mem_mb=150.0),
         akd_k4=dict(step_ms_median=111.0, peak_mem_mb=209.0))
-    got = {(t['case'], t['what']): (t['ratio'], t['met'])
-           for t in tool.check_targets(cases)}
+    got = {
+        (t['case'], t['what']): (t['ratio'], t['met'])
+        for t in tool.check_targets(cases)
+    }
     assert got[('akd_k1', 'step')] == (pytest.approx(1.01), True)
     assert got[('akd_k4', 'step')] == (pytest.approx(1.11), False)
-    assert got[('akd_k4', 'extra peak memory')] == (pytest.approx(1.045),
-                                                    True)
+    assert got[('akd_k4', 'extra peak memory')] == (pytest.approx(1.045), True)
     # 0.9: 1.11x faster than SingleTeacherDistill
     assert got[('ours', 'step')] == (pytest.approx(0.9), True)
 
     def ours(ms, base='SingleTeacherDistill'):
         cases['ours']['step_ms_median'] = ms
-        return [(t['ratio'], t['met']) for t in tool.check_targets(
-            cases, base) if t['case'] == 'ours']
+        return [(t['ratio'], t['met'])
+                for t in tool.check_targets(cases, base)
+                if t['case'] == 'ours']
 
     assert ours(93.0) == [(pytest.approx(0.93), True)]  # 1.075x faster
     assert ours(94.0) == [(pytest.approx(0.94), False)]  # only 1.064x
@@ -119,9 +129,11 @@ def test_check_targets_golden():
 
 
 def test_bad_arguments_are_refused():
-    proc = subprocess.run(
-        [sys.executable, TOOL, 'x.py', '--iters', '0'], cwd=REPO,
-        capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, TOOL, 'x.py', '--iters', '0'],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
     assert proc.returncode == 2 and '--iters must be >= 1' in proc.stderr
 
 
@@ -130,8 +142,8 @@ def test_benchmark_detection_fpn(tmp_path):
     """FPN features only: the base is FpnTeacherDistill."""
     config = 'configs/akd/mmdet/cwd/cwd_fpn_retinanet-r101_retinanet-r50_' \
         '8xb2-2x_coco.py'
-    result, _ = bench(config, tmp_path, '--size', '64', '96',
-                      '--batch-size', '1')
+    result, _ = bench(config, tmp_path, '--size', '64', '96', '--batch-size',
+                      '1')
     assert result['base'] == 'FpnTeacherDistill'
     assert result['teacher_forward'] == 'feat'
     check_cases(result)

@@ -23,9 +23,12 @@ rounds:
   recorders) plus the student's step, each timed apart and added.
 
 It prints the median step time and its spread (interquartile range), peak
-memory, and the ratios to ``base``, ``ours`` and the lower bound; ``--json``
-writes them under ``cases.<name>.step_ms_median``,
-``cases.<name>.step_ms_iqr`` and ``cases.<name>.peak_mem_mb``.
+memory, the device-to-host synchronisations of one step (counted as
+``aten::_local_scalar_dense`` calls, the same on CPU and GPU; see
+:class:`mmakd.testing.CountHostSyncs`), and the ratios to ``base``,
+``ours`` and the lower bound; ``--json`` writes them under
+``cases.<name>.step_ms_median``, ``cases.<name>.step_ms_iqr``,
+``cases.<name>.peak_mem_mb`` and ``cases.<name>.host_syncs``.
 
 The optimizer step runs in full but at learning rate 0, so the weights
 stay as built: each round times the same computation, and a case cannot
@@ -56,19 +59,19 @@ from mmengine.config import DictAction
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope, init_default_scope
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+REPO = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 from mmakd.models.algorithms.flexible_teacher_distill import (  # noqa: E402
     FEAT_PARTS, _within, shortest_forward)
 from mmakd.registry import MODELS  # noqa: E402
-from mmakd.testing import (det_batch, random_weights_overrides,  # noqa: E402
-                           seg_batch)
+from mmakd.testing import CountHostSyncs  # noqa: E402
+from mmakd.testing import seg_batch  # noqa: E402
+from mmakd.testing import det_batch, random_weights_overrides  # noqa: E402
 from mmakd.utils import load_config  # noqa: E402
 
-CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4',
-         'akd_k8')
+CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8')
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,20 +80,32 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
-    parser.add_argument('--size', type=int, nargs=2, default=None,
-                        metavar=('H', 'W'),
-                        help='input size (default: 128 256 on CPU, the '
-                        "config's crop or 800 1333 on CUDA)")
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=('H', 'W'),
+        help='input size (default: 128 256 on CPU, the '
+        "config's crop or 800 1333 on CUDA)")
     parser.add_argument('--batch-size', type=int, default=2)
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch CPU threads (default: torch default)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='torch CPU threads (default: torch default)')
     parser.add_argument('--json', default=None, help='write results here')
-    parser.add_argument('--markdown', default=None,
-                        help='write the table and targets as Markdown here')
-    parser.add_argument('--cases', nargs='+', default=list(CASES),
-                        choices=list(CASES))
-    parser.add_argument('--mem-steps', type=int, default=3,
-                        help='steps per case for peak memory (median)')
+    parser.add_argument(
+        '--markdown',
+        default=None,
+        help='write the table and targets as Markdown here')
+    parser.add_argument(
+        '--cases', nargs='+', default=list(CASES), choices=list(CASES))
+    parser.add_argument(
+        '--mem-steps',
+        type=int,
+        default=3,
+        help='steps per case for peak memory (median)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
     for key in ('iters', 'mem_steps'):
@@ -138,8 +153,14 @@ def check_targets(results: Dict[str, Any],
         if key not in results[case] or key not in results[ref]:
             continue
         ratio = results[case][key] / results[ref][key]
-        out.append(dict(case=case, reference=ref, what=what, limit=limit,
-                        ratio=ratio, met=bool(ratio <= limit)))
+        out.append(
+            dict(
+                case=case,
+                reference=ref,
+                what=what,
+                limit=limit,
+                ratio=ratio,
+                met=bool(ratio <= limit)))
     return out
 
 
@@ -181,9 +202,11 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
     torch.manual_seed(0)
     reference = MODELS.build(copy.deepcopy(model_cfg))
     student, teacher = reference.student, reference.teacher
-    sources = [r.source for r in
-               reference.distiller.teacher_recorders.recorders.values()
-               if hasattr(r, 'source')]
+    sources = [
+        r.source
+        for r in reference.distiller.teacher_recorders.recorders.values()
+        if hasattr(r, 'source')
+    ]
     fpn_only = bool(sources) and all(_within(s, FEAT_PARTS) for s in sources)
     base_cls = FpnTeacherDistill if fpn_only else SingleTeacherDistill
     distiller_cfg = model_cfg['distiller']
@@ -202,10 +225,14 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
                 dist['avatars'] = dict(
                     num_avatars=k,
                     perturbation=dict(type='AvatarDropout', p=0.1))
-            return MODELS.build(dict(
-                type='FlexibleTeacherDistill', architecture=s, teacher=t,
-                distiller=dist, check_shapes=False,
-                fuse_teacher_conv_bn=fuse))
+            return MODELS.build(
+                dict(
+                    type='FlexibleTeacherDistill',
+                    architecture=s,
+                    teacher=t,
+                    distiller=dist,
+                    check_shapes=False,
+                    fuse_teacher_conv_bn=fuse))
 
     builders: Dict[str, Callable] = dict(
         student=lambda: copy.deepcopy(student),
@@ -250,8 +277,10 @@ def _teacher_forward(teacher, mode: str, data) -> None:
         if mode == 'feat':
             teacher.extract_feat(data['inputs'])
         else:
-            teacher(data['inputs'], data['data_samples'],
-                    mode='tensor' if mode == 'tensor' else 'loss')
+            teacher(
+                data['inputs'],
+                data['data_samples'],
+                mode='tensor' if mode == 'tensor' else 'loss')
 
 
 _PAGE = os.sysconf('SC_PAGE_SIZE') if hasattr(os, 'sysconf') else 4096
@@ -331,18 +360,21 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.cfg_options)
-    size = tuple(args.size) if args.size else (
-        (128, 256) if args.device == 'cpu' else
-        ((512, 1024) if _task(cfg) == 'seg' else (800, 1333)))
-    print(f'[benchmark] {args.config}, input {size[0]}x{size[1]}, batch '
-          f'{args.batch_size}, {args.device}, {torch.get_num_threads()} '
-          'threads', flush=True)
+    size = tuple(
+        args.size) if args.size else ((128, 256) if args.device == 'cpu' else
+                                      ((512, 1024) if _task(cfg) == 'seg' else
+                                       (800, 1333)))
+    print(
+        f'[benchmark] {args.config}, input {size[0]}x{size[1]}, batch '
+        f'{args.batch_size}, {args.device}, {torch.get_num_threads()} '
+        'threads',
+        flush=True)
     cases, teacher, teacher_mode, base_name, classes = build_cases(
         cfg, args.device, size, args.cases)
     batch = _batch(_task(cfg), size, args.batch_size, classes)
     student = cases['student'][0] if 'student' in cases else None
-    prepared = (student or next(iter(cases.values()))[0]
-                ).data_preprocessor(copy.deepcopy(batch), True)
+    prepared = (student or next(iter(cases.values()))[0]).data_preprocessor(
+        copy.deepcopy(batch), True)
     times: Dict[str, List[float]] = {name: [] for name in cases}
     times['teacher_forward'] = []
     order = list(cases) + ['teacher_forward']
@@ -351,43 +383,55 @@ def main() -> None:
         shift = round_ % len(order)
         for name in order[shift:] + order[:shift]:
             if name == 'teacher_forward':
-                ms = _timed(lambda: _teacher_forward(teacher, teacher_mode,
-                                                     prepared), args.device)
+                ms = _timed(
+                    lambda: _teacher_forward(teacher, teacher_mode, prepared),
+                    args.device)
             else:
                 model, optim = cases[name]
-                ms = _timed(lambda: model.train_step(copy.deepcopy(batch),
-                                                     optim), args.device)
+                ms = _timed(
+                    lambda: model.train_step(copy.deepcopy(batch), optim),
+                    args.device)
             if round_ >= args.warmup:
                 times[name].append(ms)
-        print(f'[benchmark] round {round_ + 1}/{args.warmup + args.iters}'
-              f'{" (warm-up)" if round_ < args.warmup else ""}', flush=True)
+        print(
+            f'[benchmark] round {round_ + 1}/{args.warmup + args.iters}'
+            f'{" (warm-up)" if round_ < args.warmup else ""}',
+            flush=True)
 
     def stats(values: List[float]) -> Dict[str, float]:
         q = statistics.quantiles(values, n=4) if len(values) > 1 else \
             [values[0]] * 3
-        return dict(step_ms_median=statistics.median(values),
-                    step_ms_iqr=q[2] - q[0], n=len(values))
+        return dict(
+            step_ms_median=statistics.median(values),
+            step_ms_iqr=q[2] - q[0],
+            n=len(values))
 
     results: Dict[str, Any] = {n: stats(v) for n, v in times.items()}
     if 'student' in results:
         results['lower_bound'] = dict(
             step_ms_median=results['student']['step_ms_median'] +
             results['teacher_forward']['step_ms_median'],
-            step_ms_iqr=float('nan'), n=args.iters)
+            step_ms_iqr=float('nan'),
+            n=args.iters)
     print('[benchmark] peak memory, one step per case ...', flush=True)
     if args.device == 'cpu' and not _mmap_large_allocations():
-        print('[benchmark] warning: could not set glibc M_MMAP_THRESHOLD; '
-              'CPU peak memory may under-count', flush=True)
+        print(
+            '[benchmark] warning: could not set glibc M_MMAP_THRESHOLD; '
+            'CPU peak memory may under-count',
+            flush=True)
     for name, (model, optim) in cases.items():
         peaks = [
-            step_peak_mb(lambda: model.train_step(copy.deepcopy(batch),
-                                                  optim), args.device)
-            for _ in range(args.mem_steps)
+            step_peak_mb(lambda: model.train_step(copy.deepcopy(batch), optim),
+                         args.device) for _ in range(args.mem_steps)
         ]
         results[name]['peak_mem_mb'] = statistics.median(peaks)
-    refs = {k: results[k]['step_ms_median'] for k in ('base', 'ours',
-                                                      'lower_bound')
-            if k in results}
+        with CountHostSyncs() as syncs:
+            model.train_step(copy.deepcopy(batch), optim)
+        results[name]['host_syncs'] = syncs.count
+    refs = {
+        k: results[k]['step_ms_median']
+        for k in ('base', 'ours', 'lower_bound') if k in results
+    }
     for name, r in results.items():
         for ref, value in refs.items():
             r[f'ratio_to_{ref}'] = r['step_ms_median'] / value
@@ -396,7 +440,8 @@ def main() -> None:
                 'peak_mem_mb']
 
     header = (f'{"case":<16}{"median ms":>11}{"IQR ms":>9}{"peak MB":>9}'
-              f'{"/base":>8}{"/ours":>8}{"/lower":>8}{"mem/base":>10}')
+              f'{"/base":>8}{"/ours":>8}{"/lower":>8}{"mem/base":>10}'
+              f'{"syncs":>7}')
     print()
     print(f'base = {base_name}; ours = FlexibleTeacherDistill (teacher '
           f"forward '{teacher_mode}'); lower bound = teacher forward + "
@@ -414,7 +459,7 @@ def main() -> None:
               f'{r["step_ms_iqr"]:>9.1f}'
               f'{fmt("peak_mem_mb", ".0f"):>9}{fmt("ratio_to_base"):>8}'
               f'{fmt("ratio_to_ours"):>8}{fmt("ratio_to_lower_bound"):>8}'
-              f'{fmt("mem_ratio_to_base"):>10}')
+              f'{fmt("mem_ratio_to_base"):>10}{fmt("host_syncs", "d"):>7}')
     targets = check_targets(results, base_name)
     if targets:
         print()
@@ -425,16 +470,23 @@ def main() -> None:
               f"{'met' if t['met'] else 'MISSED'}")
     machine = dict(
         processor=platform.processor() or platform.machine(),
-        cpu_count=os.cpu_count(), threads=torch.get_num_threads(),
+        cpu_count=os.cpu_count(),
+        threads=torch.get_num_threads(),
         torch=torch.__version__,
         device=(torch.cuda.get_device_name()
                 if args.device == 'cuda' else 'cpu'))
-    payload = dict(config=args.config, size=list(size),
-                   batch_size=args.batch_size, iters=args.iters,
-                   warmup=args.warmup, base=base_name,
-                   teacher_forward=teacher_mode, machine=machine,
-                   command=' '.join(sys.argv), cases=results,
-                   targets=targets)
+    payload = dict(
+        config=args.config,
+        size=list(size),
+        batch_size=args.batch_size,
+        iters=args.iters,
+        warmup=args.warmup,
+        base=base_name,
+        teacher_forward=teacher_mode,
+        machine=machine,
+        command=' '.join(sys.argv),
+        cases=results,
+        targets=targets)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(payload, f, indent=2)
@@ -459,7 +511,8 @@ def markdown(payload: Dict[str, Any]) -> str:
         f"FlexibleTeacherDistill (teacher forward "
         f"'{payload['teacher_forward']}').", '',
         '| case | step ms (median) | IQR ms | peak MB | / base | / ours '
-        '| / lower bound | memory / base |', '|---|---|---|---|---|---|---|---|'
+        '| / lower bound | memory / base | host syncs / step |',
+        '|---|---|---|---|---|---|---|---|---|'
     ]
     for name in list(CASES) + ['teacher_forward', 'lower_bound']:
         r = cases.get(name)
@@ -472,10 +525,11 @@ def markdown(payload: Dict[str, Any]) -> str:
                 value, spec)
 
         lines.append(
-            f"| {name} | {r['step_ms_median']:.1f} | {fmt('step_ms_iqr', '.1f')}"
-            f" | {fmt('peak_mem_mb', '.0f')} | {fmt('ratio_to_base')} | "
+            f"| {name} | {r['step_ms_median']:.1f} | "
+            f"{fmt('step_ms_iqr', '.1f')} | {fmt('peak_mem_mb', '.0f')} | "
+            f"{fmt('ratio_to_base')} | "
             f"{fmt('ratio_to_ours')} | {fmt('ratio_to_lower_bound')} | "
-            f"{fmt('mem_ratio_to_base')} |")
+            f"{fmt('mem_ratio_to_base')} | {fmt('host_syncs', 'd')} |")
     lines += ['', '| target | ratio | limit | |', '|---|---|---|---|']
     for t in payload['targets']:
         lines.append(f"| {t['case']} / {t['reference']}, {t['what']} | "

@@ -34,16 +34,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint with teacher weights')
     parser.add_argument('image', help='input image')
     parser.add_argument('--out', required=True, help='output PNG')
-    parser.add_argument('--loss', help='which loss of avatars.losses '
-                        '(default: the first)')
-    parser.add_argument('--level', type=int, default=0,
-                        help='tensor index when the teacher input is a '
-                        'tuple of levels')
-    parser.add_argument('--num-avatars', type=int, default=None,
-                        help='default: the config\'s K, at least 4')
-    parser.add_argument('--channel', type=int, default=None,
-                        help='channel to show (default: the one with the '
-                        'largest variance in the teacher feature)')
+    parser.add_argument(
+        '--loss', help='which loss of avatars.losses '
+        '(default: the first)')
+    parser.add_argument(
+        '--level',
+        type=int,
+        default=0,
+        help='tensor index when the teacher input is a '
+        'tuple of levels')
+    parser.add_argument(
+        '--num-avatars',
+        type=int,
+        default=None,
+        help='default: the config\'s K, at least 4')
+    parser.add_argument(
+        '--channel',
+        type=int,
+        default=None,
+        help='channel to show (default: the one with the '
+        'largest variance in the teacher feature)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args()
@@ -85,25 +95,31 @@ def draw(image: np.ndarray, teacher: torch.Tensor, avatars: torch.Tensor,
     d_maps = np.abs(a_maps - t_map[None])
     dmax = float(d_maps.max()) or 1.0
     fig, axes = plt.subplots(
-        2, k + 1, figsize=(2.6 * (k + 1), 6.2),
+        2,
+        k + 1,
+        figsize=(2.6 * (k + 1), 6.2),
         gridspec_kw=dict(hspace=0.35, wspace=0.08))
     axes[0, 0].imshow(image)
     axes[0, 0].set_title('input')
     axes[1, 0].imshow(t_map, cmap='viridis', vmin=vmin, vmax=vmax)
     axes[1, 0].set_title(f'teacher, channel {channel}')
     for i in range(k):
-        axes[0, i + 1].imshow(a_maps[i], cmap='viridis', vmin=vmin,
-                              vmax=vmax)
-        axes[0, i + 1].set_title(f'Avatar {i + 1}\nw={weights[i]:.3f}  '
-                                 f'u={uncertainty[i]:.3f}', fontsize=9)
-        im = axes[1, i + 1].imshow(d_maps[i], cmap='magma', vmin=0,
-                                   vmax=dmax)
+        axes[0, i + 1].imshow(a_maps[i], cmap='viridis', vmin=vmin, vmax=vmax)
+        axes[0, i + 1].set_title(
+            f'Avatar {i + 1}\nw={weights[i]:.3f}  '
+            f'u={uncertainty[i]:.3f}',
+            fontsize=9)
+        im = axes[1, i + 1].imshow(d_maps[i], cmap='magma', vmin=0, vmax=dmax)
         axes[1, i + 1].set_title(f'|Avatar {i + 1} - teacher|', fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=list(axes[1, 1:]), fraction=0.02, pad=0.01,
-                 label='absolute difference')
+    fig.colorbar(
+        im,
+        ax=list(axes[1, 1:]),
+        fraction=0.02,
+        pad=0.01,
+        label='absolute difference')
     fig.suptitle(title, fontsize=10)
     fig.savefig(out, dpi=100, bbox_inches='tight')
     plt.close(fig)
@@ -132,13 +148,22 @@ def main() -> None:
         if mode == 'feat':
             model.teacher.extract_feat(data['inputs'])
         else:
-            model.teacher(data['inputs'], data['data_samples'],
-                          mode='tensor' if mode == 'tensor' else 'predict')
+            model.teacher(
+                data['inputs'],
+                data['data_samples'],
+                mode='tensor' if mode == 'tensor' else 'predict')
         teacher = teacher_input(model, loss_name, args.level)
     k = args.num_avatars or max(distiller.num_avatars, 4)
+    if distiller.perturbation.per_avatar:  # strengths per Avatar fix K
+        if args.num_avatars not in (None, distiller.num_avatars):
+            raise ValueError(
+                f'--num-avatars {args.num_avatars}: the config sets one '
+                f'strength per Avatar for {distiller.num_avatars} Avatars '
+                f'({distiller.perturbation!r}).')
+        k = distiller.num_avatars
     generator = torch.Generator().manual_seed(args.seed)
-    avatars = distiller.perturbation(teacher, num_avatars=k,
-                                     generator=generator).float()
+    avatars = distiller.perturbation(
+        teacher, num_avatars=k, generator=generator).float()
     if teacher.dim() != 4:
         raise ValueError(f'{loss_name}: teacher input has shape '
                          f'{tuple(teacher.shape)}; only (N, C, H, W) maps '

@@ -16,4 +16,4 @@ model = dict(
             num_avatars=4,
             perturbation=dict(type='AvatarDropout', p=0.1),
             normalize=False,
-            uncertainty=dict(tau=1.0))))
+            uncertainty=dict(tau=4.0))))

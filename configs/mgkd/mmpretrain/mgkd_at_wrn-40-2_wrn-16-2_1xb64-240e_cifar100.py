@@ -11,6 +11,9 @@ s_tubes = dict(from_student=True, recorder='feature', connector='s_tubes')
 t_tubes = dict(from_student=False, recorder='feature', connector='t_tubes')
 
 model = dict(
+    # Teacher and its frozen tubes in evaluation mode, as in stage 1 (the
+    # reference MGKD code calls t_model.eval()).
+    teacher_eval=True,
     distiller=dict(
         student_recorders=dict(feature=pooled_feature),
         teacher_recorders=dict(feature=pooled_feature),

@@ -17,5 +17,5 @@ model = dict(
             num_avatars=1,
             perturbation=dict(type='AvatarDropout', p=0.1),
             normalize='student',
-            uncertainty=dict(tau=1.0),
+            uncertainty=dict(tau=4.0),
             losses=['loss_cwd'])))

@@ -34,6 +34,11 @@ t_tubes = dict(from_student=False, recorder='feature', connector='t_tubes')
 model = dict(
     _scope_='mmrazor',
     type='FlexibleTeacherDistill',
+    # The whole teacher in evaluation mode, as in stage 1, where the tubes
+    # were trained on eval-mode features: PSPNet's decode and auxiliary
+    # heads have Dropout2d(0.1), which MMRazor's train-mode teacher would
+    # apply to every record (the reference MGKD code calls t_model.eval()).
+    teacher_eval=True,
     architecture=dict(cfg_path=student_cfg_path, pretrained=False),
     teacher=dict(cfg_path=teacher_cfg_path, pretrained=False),
     teacher_ckpt=teacher_ckpt,

@@ -5,3 +5,6 @@ __all__ = ['FlexibleTeacherDistill']
 from .mgkd_analyser_trainer import MGKDAnalyserTrainer  # noqa: E402
 
 __all__ += ['MGKDAnalyserTrainer']
+from .maskd_mask_learner import MasKDMaskLearner  # noqa: E402
+
+__all__ += ['MasKDMaskLearner']

@@ -18,14 +18,12 @@ from mmakd.registry import MODELS
 from ..utils.fuse import fuse_frozen_conv_bn
 from ..utils.model_spec import build_model_from_spec
 from ..utils.preprocessor import check_preprocessors_match
-from ..utils.validation import (check_recorder_sources,
-                                compare_record_shapes,
+from ..utils.validation import (check_recorder_sources, compare_record_shapes,
                                 load_teacher_checkpoint)
 
 __all__ = ['FlexibleTeacherDistill']
 
 ModelSpec = Union[BaseModel, Dict[str, Any]]
-
 
 TEACHER_FORWARDS = ('auto', 'feat', 'tensor', 'loss')
 #: Parts of a model that ``extract_feat`` runs.
@@ -43,8 +41,8 @@ def _tensor_mode_parts(model: nn.Module) -> Tuple[str, ...]:
         pass
     try:
         from mmdet.models.detectors import SingleStageDetector
-        families.append((SingleStageDetector, ('backbone', 'neck',
-                                               'bbox_head')))
+        families.append(
+            (SingleStageDetector, ('backbone', 'neck', 'bbox_head')))
     except ImportError:  # pragma: no cover
         pass
     try:
@@ -144,10 +142,17 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
       fails with a message naming it.
 
     Note:
-        Like MMRazor, the teacher stays in training mode with frozen
-        BatchNorm statistics (``teacher_norm_eval``), so its dropout layers
-        are active exactly as in ``SingleTeacherDistill``; with the same
-        random state the distillation losses are identical.
+        By default, like MMRazor, the teacher stays in training mode with
+        frozen BatchNorm statistics (``teacher_norm_eval``), so its dropout
+        layers are active as in ``SingleTeacherDistill`` (e.g. PSPNet's
+        ``Dropout2d(0.1)`` before ``conv_seg`` perturbs every recorded
+        logit). The distillation losses equal ``SingleTeacherDistill``'s
+        when the teacher draws no random numbers (no active dropout, or
+        ``teacher_eval=True``); with dropout on, the truncated forward
+        draws them in another order than MMRazor's full one, so the two
+        differ even from the same random state. ``teacher_eval=True`` runs
+        the whole teacher in evaluation mode (the reference MGKD code's
+        ``t_model.eval()``).
 
     Args:
         architecture (dict | BaseModel): The student (config key
@@ -180,11 +185,17 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             so resume with the same setting. ``teacher_ckpt`` is the plain
             teacher checkpoint either way. Defaults to False (exactly
             MMRazor's teacher).
+        teacher_eval (bool): Run the whole (frozen) teacher in evaluation
+            mode: BatchNorm with its running statistics and dropout off, so
+            its records are deterministic. Defaults to False (MMRazor's
+            training mode with frozen BatchNorm statistics).
         nonfinite (str): What to do when a distillation loss is NaN or Inf:
             ``'raise'`` (a ``FloatingPointError`` naming the losses) or
             ``'skip'`` (log a warning and leave the distillation losses out
             of this iteration; the student's own losses still train).
-            Defaults to ``'raise'``.
+            Defaults to ``'raise'``. The finiteness of the losses and of the
+            AKD teacher inputs is checked with one device-to-host
+            synchronisation per iteration.
         data_preprocessor (dict | nn.Module, optional): The preprocessor
             that runs; None uses the student's. Defaults to None.
         **kwargs: Other arguments of ``SingleTeacherDistill``
@@ -202,6 +213,7 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
                  teacher_forward: str = 'auto',
                  check_shapes: bool = True,
                  fuse_teacher_conv_bn: bool = False,
+                 teacher_eval: bool = False,
                  nonfinite: str = 'raise',
                  data_preprocessor: Optional[Union[Dict, nn.Module]] = None,
                  **kwargs: Any) -> None:
@@ -249,6 +261,19 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             # Keep the runner's init_weights() from overwriting the teacher.
             self.teacher._is_init = True
         self.nonfinite = nonfinite
+        if not isinstance(teacher_eval, bool):
+            raise TypeError('model.teacher_eval must be True or False, got '
+                            f'{teacher_eval!r}')
+        if teacher_eval and self.teacher_trainable:
+            raise ValueError(
+                'model.teacher_eval=True runs the teacher in evaluation mode, '
+                'which cannot train it; set model.teacher_trainable=False.')
+        self.teacher_eval = teacher_eval
+        if teacher_eval:
+            self.teacher.eval()
+        if hasattr(self.distiller, 'defer_finite_check'):
+            # read the AKD teacher checks with ours, in one synchronisation
+            self.distiller.defer_finite_check = True
         self.teacher_forward = self._resolve_teacher_forward(teacher_forward)
         self.fused_teacher_convs: List[str] = []
         if fuse_teacher_conv_bn:
@@ -285,13 +310,16 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
                 'frozen BatchNorm statistics (model.teacher_trainable=False, '
                 'model.teacher_norm_eval=True).')
         manager = getattr(self.distiller, 'teacher_recorders', None)
-        keep = [getattr(r, 'source', '') for r in
-                (manager.recorders.values() if manager else [])]
+        keep = [
+            getattr(r, 'source', '')
+            for r in (manager.recorders.values() if manager else [])
+        ]
         self.fused_teacher_convs = fuse_frozen_conv_bn(self.teacher, keep)
         print_log(
             f'model.fuse_teacher_conv_bn: folded '
             f'{len(self.fused_teacher_convs)} BatchNorm layers of the '
-            'teacher into their convolutions', logger='current')
+            'teacher into their convolutions',
+            logger='current')
 
     def _check_record_shapes(self) -> None:
         """Dry run on a random 2x3x64x64 batch; see ``check_shapes``."""
@@ -308,8 +336,8 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             return
         was_training = self.training
         self.eval()
-        inputs = torch.rand(2, 3, 64, 64, generator=torch.Generator(
-        ).manual_seed(0)) * 255
+        inputs = torch.rand(
+            2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
         inputs = (inputs - 128) / 64
         try:
             with torch.no_grad(), self.distiller.student_recorders, \
@@ -321,7 +349,8 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             print_log(
                 'model.check_shapes: skipped, the models cannot run on a '
                 f'2x3x64x64 batch ({type(err).__name__}: {err})',
-                logger='current', level=30)
+                logger='current',
+                level=30)
             return
         finally:
             self.train(was_training)
@@ -365,9 +394,10 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
                     'full training forward.')
         self._records_checked = True
 
-    def _run_teacher(self, batch_inputs: torch.Tensor,
-                     data_samples: Optional[List[BaseDataElement]]
-                     ) -> Dict[str, torch.Tensor]:
+    def _run_teacher(
+        self, batch_inputs: torch.Tensor,
+        data_samples: Optional[List[BaseDataElement]]
+    ) -> Dict[str, torch.Tensor]:
         """Run the teacher as far as ``teacher_forward`` says; return its
         losses if it is trainable."""
         with self.distiller.teacher_recorders, self.distiller.deliveries:
@@ -380,16 +410,28 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             self._check_teacher_records()
         return {}
 
+    def train(self, mode: bool = True) -> 'FlexibleTeacherDistill':
+        """MMRazor's modes, and the whole teacher in evaluation mode with
+        ``teacher_eval``."""
+        super().train(mode)
+        if getattr(self, 'teacher_eval', False):
+            self.teacher.eval()
+        return self
+
     def _distill_losses(self) -> Dict[str, torch.Tensor]:
-        """The distiller's losses, with the ``nonfinite`` policy."""
+        """The distiller's losses, with the ``nonfinite`` policy; one
+        device-to-host synchronisation for every finiteness check."""
         try:
             losses = self.distiller.compute_distill_losses()
             keys = [k for k in losses if 'loss' in k]
-            if keys:
-                finite = torch.stack([
-                    torch.isfinite(losses[k].detach()).all() for k in keys
-                ])
+            flags = [torch.isfinite(losses[k].detach()).all() for k in keys]
+            pending = getattr(self.distiller, 'pending_finite_flags', None)
+            teacher_flags = pending() if pending else []
+            if flags or teacher_flags:
+                finite = torch.stack(flags + teacher_flags)
                 if not bool(finite.all()):
+                    if teacher_flags:  # name the teacher input first
+                        self.distiller.check_teacher_finite()
                     bad = [k for k, ok in zip(keys, finite.tolist()) if not ok]
                     raise FloatingPointError(
                         f'distillation losses {bad} are NaN or Inf')
@@ -403,14 +445,16 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             print_log(
                 f'{err} (iteration {iteration}): distillation skipped for '
                 "this iteration (model.nonfinite='skip').",
-                logger='current', level=30)
+                logger='current',
+                level=30)
             return {}
         return losses
 
-    def loss(self,
-             batch_inputs: torch.Tensor,
-             data_samples: Optional[List[BaseDataElement]] = None
-             ) -> Dict[str, torch.Tensor]:
+    def loss(
+        self,
+        batch_inputs: torch.Tensor,
+        data_samples: Optional[List[BaseDataElement]] = None
+    ) -> Dict[str, torch.Tensor]:
         """Distillation losses; the teacher runs as ``teacher_forward``
         says, the student exactly as in ``SingleTeacherDistill``."""
         losses = dict()

@@ -5,22 +5,34 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from mmengine.dist import get_rank
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, print_log
 from mmrazor.models.distillers import ConfigurableDistiller
 from torch import Tensor
 
 from mmakd.registry import MODELS
 from ..perturbations import BaseAvatarPerturbation, build_perturbation
 from ..perturbations.functional import check_num_avatars
-from ..utils.statistics import avatar_uncertainty, avatar_weights, standardize
+from ..utils.statistics import (DEFAULT_TAU, avatar_uncertainty,
+                                avatar_weights, combine_uncertainty,
+                                standardize)
 
 __all__ = ['AvatarDistiller']
 
 KEY = 'model.distiller.avatars'
-_AVATAR_KEYS = {'num_avatars', 'perturbation', 'normalize', 'uncertainty',
-                'losses', 'check_finite'}
-_NORMALIZE = {True: 'both', False: 'none', None: 'none', 'both': 'both',
-              'student': 'student', 'teacher': 'teacher', 'none': 'none'}
+_AVATAR_KEYS = {
+    'num_avatars', 'perturbation', 'normalize', 'normalize_at', 'uncertainty',
+    'losses', 'check_finite'
+}
+_NORMALIZE_AT = ('auto', 'loss', 'record')
+_NORMALIZE = {
+    True: 'both',
+    False: 'none',
+    None: 'none',
+    'both': 'both',
+    'student': 'student',
+    'teacher': 'teacher',
+    'none': 'none'
+}
 Record = Union[Tensor, Tuple[Tensor, ...], List[Tensor]]
 
 
@@ -36,6 +48,17 @@ def _is_tensors(value: Any) -> bool:
         return True
     return isinstance(value, (tuple, list)) and len(value) > 0 and all(
         isinstance(v, Tensor) for v in value)
+
+
+def _pairs(student: Any, avatar: Any) -> bool:
+    """Whether two loss inputs can both be standardised as feature maps: two
+    tensors, or two tuples of tensors of the same length."""
+    if isinstance(student, Tensor) and isinstance(avatar, Tensor):
+        return True
+    return (isinstance(student,
+                       (tuple, list)) and isinstance(avatar, (tuple, list))
+            and len(student) == len(avatar) and _is_tensors(student)
+            and _is_tensors(avatar))
 
 
 def _describe(value: Any) -> str:
@@ -75,21 +98,27 @@ class AvatarDistiller(ConfigurableDistiller):
        ``from_student=False`` in ``loss_forward_mappings`` (found by that
        flag, never by argument name), read from its recorder *before* any
        teacher-side connector and detached;
-    2. ``K`` Avatars come from one batched perturbation of ``T``;
-    3. the weights ``w = softmax(-u / tau)`` come from each Avatar's
-       scale-free drift ``u_k`` of per-channel statistics from ``T``
-       (:func:`~mmakd.models.utils.avatar_uncertainty`), without gradient;
-       ``uncertainty=None`` gives equal weights ``1 / K``;
+    2. ``K`` Avatars come from one batched perturbation of ``T`` (per
+       perturbation type when several are mixed; strengths may differ per
+       Avatar);
+    3. each Avatar's drift ``u_k`` (the pooled squared difference of its
+       per-channel mean and std from ``T``'s, relative to ``T``'s pooled
+       variance, :func:`~mmakd.models.utils.avatar_uncertainty`) gives the
+       weights ``w_k = u_k ** (-1 / tau) / sum_j u_j ** (-1 / tau)``
+       (:func:`~mmakd.models.utils.avatar_weights`), without gradient;
+       ``uncertainty=None`` gives equal weights ``1 / K``; with ``K = 1``
+       the weight is 1 whatever ``u``;
     4. each Avatar goes through the teacher connector (if any), the student
-       input (after its connector) and the Avatars are standardised per
-       channel as ``normalize`` says, and the base loss is computed per
-       Avatar and weighted.
+       input and the Avatars are standardised per channel as
+       ``normalize`` and ``normalize_at`` say, and the base loss is
+       computed per Avatar and weighted.
 
     Alongside each loss it returns, for the training log (text and
-    TensorBoard), ``akd.<name>.w<k>`` (the Avatar weights) and
-    ``akd.<name>.u`` (their mean uncertainty); ``<name>`` is the loss name
-    without "loss", because MMEngine adds every logged value whose key
-    contains "loss" to the total loss.
+    TensorBoard), ``akd.<name>.w<k>`` (the Avatar weights),
+    ``akd.<name>.wmax_over_wmin`` (their spread) and ``akd.<name>.u``
+    (their mean uncertainty); ``<name>`` is the loss name without "loss",
+    because MMEngine adds every logged value whose key contains "loss" to
+    the total loss.
 
     Note:
         Choices the specification leaves open (see ``docs/akd.md``):
@@ -98,36 +127,61 @@ class AvatarDistiller(ConfigurableDistiller):
           passed through it, so losses whose teacher connector is trainable
           (e.g. FBKD) see ``K`` perturbed inputs.
         - A tuple of tensors (e.g. all FPN levels of one recorder) is
-          perturbed level by level; ``u_k`` is averaged over levels.
+          perturbed level by level; ``u_k`` is the geometric mean over
+          levels.
+        - Student and teacher inputs need not have equal shapes: the
+          base loss decides (MMRazor's ``PKDLoss`` resizes mismatched
+          levels itself). An error the base loss raises is re-raised with
+          the config key.
         - Randomness is drawn from a generator seeded by the runner's seed,
           the iteration, the rank and the call within the iteration, not
           from the global stream: the same seed gives the same Avatars,
           after a resume too, and ranks draw different Avatars.
         - The base loss runs in float32 with autocast disabled, so that
           statistics and softmaxes never run in half precision.
+        - The finiteness check of the teacher inputs costs no
+          device-to-host synchronisation per loss: all flags are read at
+          once at the end of :meth:`compute_distill_losses`, or, under
+          :class:`~mmakd.models.FlexibleTeacherDistill`, together with its
+          check of the losses (one synchronisation per iteration).
         - ``K = 1``, ``AvatarDropout(p=0.1)`` and ``normalize='student'``
           is the reference's CWD variant (it standardised only the student
           and fed the raw Avatar to the loss); ``normalize=True`` (both
-          sides) is its MGD and MasKD variants.
+          sides) is its MasKD variant, and with ``normalize_at='record'``
+          its MGD variant (student standardised before MGD's mask and
+          generation block).
 
     Args:
         avatars (dict, optional): AKD settings (config key
             ``model.distiller.avatars``), all optional:
 
-            - ``num_avatars`` (int): ``K >= 1``. Defaults to 1.
-            - ``perturbation`` (dict): Defaults to
-              ``dict(type='AvatarDropout', p=0.1)``; a dict without ``type``
-              is an ``AvatarDropout``.
+            - ``num_avatars`` (int): ``K >= 1``. Defaults to the number of
+              per-Avatar strengths (or mixed perturbations) given, else 1.
+            - ``perturbation`` (dict | list[dict]): Defaults to
+              ``dict(type='AvatarDropout', p=0.1)``; a dict without
+              ``type`` is an ``AvatarDropout``. A strength given as a
+              sequence sets one value per Avatar
+              (``dict(type='AvatarDropout', p=(0.05, 0.1, 0.2, 0.4))``); a
+              list of dicts mixes perturbation types
+              (:class:`~mmakd.models.AvatarPerturbationMix`).
             - ``normalize`` (bool | str): ``True``/``'both'``,
               ``'student'``, ``'teacher'`` or ``False``/``'none'``.
               Defaults to True.
-            - ``uncertainty`` (dict | None): ``dict(tau=1.0)`` for adaptive
-              weights, None for equal ones. Defaults to ``dict(tau=1.0)``.
+            - ``normalize_at`` (str): Where to standardise: ``'loss'``, the
+              tensors the loss compares (after the connectors);
+              ``'record'``, the recorded tensors before the connectors
+              (e.g. MGD's student before its mask and generation block);
+              ``'auto'`` (default), ``'loss'`` when the loss compares
+              feature maps (two tensors, or tuples of tensors of one
+              length) and ``'record'`` otherwise (FBKD's connectors turn
+              the features into masks and pooled maps), decided at the
+              first call and logged.
+            - ``uncertainty`` (dict | None): ``dict(tau=4.0)`` for adaptive
+              weights, None for equal ones. Defaults to ``dict(tau=4.0)``.
             - ``losses`` (list[str] | None): Names in ``distill_losses`` to
               apply AKD to; None means all. Defaults to None.
             - ``check_finite`` (bool): Raise if a teacher input holds NaN or
-              Inf (one small device-to-host sync per loss and iteration).
-              Defaults to True.
+              Inf. Defaults to True.
         **kwargs: ``ConfigurableDistiller`` arguments
             (``student_recorders``, ``teacher_recorders``, ``connectors``,
             ``distill_losses``, ``loss_forward_mappings``...).
@@ -142,10 +196,13 @@ class AvatarDistiller(ConfigurableDistiller):
         if unknown:
             raise KeyError(f'{KEY} has unknown keys {sorted(unknown)}; '
                            f'known: {sorted(_AVATAR_KEYS)}')
-        self.num_avatars = check_num_avatars(
-            avatars.get('num_avatars', 1), f'{KEY}.num_avatars')
+        num_avatars = avatars.get('num_avatars')
+        if num_avatars is not None:
+            num_avatars = check_num_avatars(num_avatars, f'{KEY}.num_avatars')
         self.perturbation = self._build_perturbation(
-            avatars.get('perturbation', dict(type='AvatarDropout', p=0.1)))
+            avatars.get('perturbation', dict(type='AvatarDropout', p=0.1)),
+            num_avatars)
+        self.num_avatars = self.perturbation.num_avatars
         normalize = avatars.get('normalize', True)
         if not isinstance(normalize, (bool, str, type(None))) \
                 or normalize not in _NORMALIZE:
@@ -153,8 +210,13 @@ class AvatarDistiller(ConfigurableDistiller):
                 f"{KEY}.normalize must be True/'both', 'student', 'teacher' "
                 f"or False/'none', got {normalize!r}")
         self.normalize = _NORMALIZE[normalize]
+        normalize_at = avatars.get('normalize_at', 'auto')
+        if normalize_at not in _NORMALIZE_AT:
+            raise ValueError(f'{KEY}.normalize_at must be one of '
+                             f'{_NORMALIZE_AT}, got {normalize_at!r}')
+        self.normalize_at = normalize_at
         self.tau = self._parse_uncertainty(
-            avatars.get('uncertainty', dict(tau=1.0)))
+            avatars.get('uncertainty', dict(tau=DEFAULT_TAU)))
         self.check_finite = bool(avatars.get('check_finite', True))
         self.teacher_keys = self._select_losses(avatars.get('losses'))
         self.log_names = {name: _log_name(name) for name in self.teacher_keys}
@@ -163,15 +225,24 @@ class AvatarDistiller(ConfigurableDistiller):
                 name: f'{short}{i}'
                 for i, (name, short) in enumerate(self.log_names.items())
             }
+        #: Where each loss is standardised, once ``'auto'`` is resolved.
+        self.resolved_normalize_at: Dict[str, str] = {}
+        #: Set by an algorithm that reads :meth:`pending_finite_flags`
+        #: together with its own checks (one synchronisation).
+        self.defer_finite_check = False
+        self._finite_checks: List[Tuple[str, str, List[Tensor], Tensor]] = []
         self._rng_step: Tuple[Any, int] = (None, 0)
 
     # ------------------------------------------------------------------
     # build-time validation
     # ------------------------------------------------------------------
-    def _build_perturbation(self, cfg: Any) -> BaseAvatarPerturbation:
+    def _build_perturbation(
+            self, cfg: Any,
+            num_avatars: Optional[int]) -> BaseAvatarPerturbation:
+        key = f'{KEY}.perturbation'
         if cfg is None:
             raise ValueError(
-                f'{KEY}.perturbation must be set; use '
+                f'{key} must be set; use '
                 "dict(type='AvatarDropout', p=0.0) for Avatars equal to the "
                 'teacher.')
         if isinstance(cfg, dict):
@@ -179,14 +250,23 @@ class AvatarDistiller(ConfigurableDistiller):
             # gives a dict without a type: keep the default perturbation.
             cfg = dict(cfg)
             cfg.setdefault('type', 'AvatarDropout')
-            given = cfg.setdefault('num_avatars', self.num_avatars)
-            if given != self.num_avatars:
+            given = cfg.get('num_avatars')
+            if given is not None and num_avatars is not None \
+                    and given != num_avatars:
                 raise ValueError(
-                    f'{KEY}.perturbation.num_avatars={given!r} contradicts '
-                    f'{KEY}.num_avatars={self.num_avatars}; set only the '
+                    f'{key}.num_avatars={given!r} contradicts '
+                    f'{KEY}.num_avatars={num_avatars}; set only the '
                     'latter.')
-        module = build_perturbation(cfg, f'{KEY}.perturbation')
-        module.num_avatars = self.num_avatars
+        module = build_perturbation(cfg, key)
+        if module.per_avatar:
+            if num_avatars is not None and module.num_avatars != num_avatars:
+                raise ValueError(
+                    f'{key} defines {module.num_avatars} Avatars (one '
+                    f'strength or member per Avatar: {module!r}) but '
+                    f'{KEY}.num_avatars={num_avatars}; make them agree or '
+                    f'leave {KEY}.num_avatars out.')
+        elif num_avatars is not None:
+            module.num_avatars = num_avatars
         return module
 
     @staticmethod
@@ -196,7 +276,7 @@ class AvatarDistiller(ConfigurableDistiller):
         if not isinstance(cfg, dict) or set(cfg) - {'tau'}:
             raise ValueError(f'{KEY}.uncertainty must be None or '
                              f'dict(tau=...), got {cfg!r}')
-        tau = cfg.get('tau', 1.0)
+        tau = cfg.get('tau', DEFAULT_TAU)
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) \
                 or not tau > 0:
             raise ValueError(
@@ -277,6 +357,7 @@ class AvatarDistiller(ConfigurableDistiller):
         """Compute all distillation losses; AKD for the selected ones."""
         losses: Dict[str, Tensor] = dict()
         generator = None
+        self._finite_checks = []
         for loss_name, mapping in self.loss_forward_mappings.items():
             if loss_name not in self.teacher_keys:
                 kwargs = {k: self.get_record(**r) for k, r in mapping.items()}
@@ -299,7 +380,174 @@ class AvatarDistiller(ConfigurableDistiller):
             losses.update(
                 self._avatar_loss(loss_name, mapping, teacher_key, teacher,
                                   connector, connector_idx, generator))
+        if not self.defer_finite_check:
+            self.check_teacher_finite()
         return losses
+
+    # ------------------------------------------------------------------
+    # finiteness of the teacher inputs
+    # ------------------------------------------------------------------
+    def pending_finite_flags(self) -> List[Tensor]:
+        """0-dim bool tensors, one per AKD loss of the last
+        :meth:`compute_distill_losses`: whether its teacher input (hence its
+        Avatars' statistics) is finite. Reading them costs a
+        device-to-host synchronisation; an algorithm that sets
+        ``defer_finite_check`` reads them with its own flags at once and
+        calls :meth:`check_teacher_finite` only when one is False."""
+        return [flag for *_, flag in self._finite_checks]
+
+    def check_teacher_finite(self) -> None:
+        """Raise ``FloatingPointError`` naming the mapping, recorder and
+        levels if a teacher input of the last call holds NaN or Inf (one
+        synchronisation for all losses; more only to name the culprit)."""
+        flags = self.pending_finite_flags()
+        if not flags or bool(torch.stack(flags).all()):
+            return
+        for loss_name, teacher_key, levels, flag in self._finite_checks:
+            if bool(flag):
+                continue
+            bad = [
+                i for i, t in enumerate(levels)
+                if not bool(torch.isfinite(t).all())
+            ]
+            recorder = self.loss_forward_mappings[loss_name][teacher_key].get(
+                'recorder')
+            raise FloatingPointError(
+                f'loss_forward_mappings.{loss_name}.{teacher_key} (recorder '
+                f'{recorder!r}) holds NaN or Inf at level(s) {bad}: the '
+                'teacher diverged or its checkpoint is broken. '
+                '(avatars.check_finite=False skips this check.)')
+
+    # ------------------------------------------------------------------
+    # one AKD loss
+    # ------------------------------------------------------------------
+    def _student_inputs(
+            self,
+            loss_name: str,
+            mapping: Dict[str, Dict],
+            teacher_key: str,
+            at: str,
+            values: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The loss's other inputs; student tensors in float32, standardised
+        after (``at='loss'``) or before (``'record'``) their connector when
+        ``normalize`` says so. ``values`` are the inputs after their
+        connectors, if already computed."""
+        std_student = self.normalize in ('both', 'student')
+        kwargs = {}
+        for key, record in mapping.items():
+            if key == teacher_key:
+                continue
+            student = bool(record.get('from_student'))
+            if student and std_student and at == 'record':
+                record = dict(record)
+                connector = record.pop('connector', None)
+                connector_idx = record.pop('connector_idx', None)
+                value = self.get_record(**record)
+                if _is_tensors(value):
+                    value = self._standardize(value, loss_name, key)
+                if connector:
+                    value = self.connectors[connector](value)
+                if connector_idx is not None:
+                    value = value[connector_idx]
+                if _is_tensors(value):
+                    value = _map(value, _to_fp32)
+            else:
+                value = values[key] if values and key in values else \
+                    self.get_record(**record)
+                if student and _is_tensors(value):
+                    value = _map(value, _to_fp32)
+                    if std_student:
+                        value = self._standardize(value, loss_name, key)
+                elif student and std_student:
+                    raise TypeError(
+                        f'model.distiller.loss_forward_mappings.{loss_name}.'
+                        f'{key} is {_describe(value)}, which cannot be '
+                        f'standardised ({KEY}.normalize={self.normalize!r}'
+                        f"); set {KEY}.normalize_at='record' or "
+                        'normalize=False.')
+            kwargs[key] = value
+        return kwargs
+
+    def _standardize(self, value: Record, loss_name: str, key: str) -> Record:
+        try:
+            return _map(value, standardize)
+        except ValueError as err:
+            raise ValueError(
+                f'{KEY}.normalize={self.normalize!r}: cannot standardise '
+                f'model.distiller.loss_forward_mappings.{loss_name}.{key}: '
+                f'{err}') from err
+
+    def _avatar_input(self, avatar: Record, connector: Optional[str],
+                      connector_idx: Optional[int], at: str) -> Any:
+        """One Avatar as the loss sees it: through the teacher connector,
+        in float32, standardised where ``normalize`` says."""
+        std_teacher = self.normalize in ('both', 'teacher')
+        if std_teacher and at == 'record':
+            avatar = _map(avatar, standardize)
+        if connector:
+            avatar = self.connectors[connector](avatar)
+        if connector_idx is not None:
+            avatar = avatar[connector_idx]
+        if _is_tensors(avatar):
+            avatar = _map(avatar, _to_fp32)
+            if std_teacher and at == 'loss':
+                avatar = _map(avatar, standardize)
+        return avatar
+
+    def _resolve_normalize_at(
+            self, loss_name: str, mapping: Dict[str, Dict], teacher_key: str,
+            first_avatar: Record, connector: Optional[str],
+            connector_idx: Optional[int]
+    ) -> Tuple[str, Optional[Dict[str, Any]]]:
+        """Where this loss is standardised, and the student inputs after
+        their connectors when computing them was needed to decide.
+
+        ``'auto'`` is decided on the first call (and logged when it picks
+        ``'record'``): ``'loss'`` if every student input pairs with the
+        first Avatar after its connector as a feature map (two tensors, or
+        tuples of tensors of one length), else ``'record'``. An explicit
+        ``'loss'`` needs that pairing too.
+        """
+        resolved = self.resolved_normalize_at.get(loss_name)
+        if resolved is not None:
+            return resolved, None
+        if self.normalize == 'none' or self.normalize_at == 'record':
+            at = 'loss' if self.normalize == 'none' else self.normalize_at
+            self.resolved_normalize_at[loss_name] = at
+            return at, None
+        values = {
+            k: self.get_record(**r)
+            for k, r in mapping.items() if r.get('from_student')
+        }
+        with torch.no_grad():
+            avatar = first_avatar
+            if connector:
+                avatar = self.connectors[connector](avatar)
+            if connector_idx is not None:
+                avatar = avatar[connector_idx]
+        paired = all(_pairs(v, avatar) for v in values.values())
+        if self.normalize_at == 'loss' and not paired:
+            loss_type = type(self.distill_losses[loss_name]).__name__
+            raise TypeError(
+                f'model.distiller.loss_forward_mappings.{loss_name}: '
+                f'{loss_type} compares '
+                f'{", ".join(_describe(v) for v in values.values())} with '
+                f'{_describe(avatar)}, not two feature maps, so '
+                f"{KEY}.normalize_at='loss' cannot standardise them alike; "
+                f"set {KEY}.normalize_at='record' (or 'auto') to "
+                'standardise the features before the connectors, or '
+                'normalize=False.')
+        at = 'loss' if paired else 'record'
+        if at == 'record':
+            print_log(
+                f'{KEY}.normalize_at=auto: {loss_name} compares '
+                f'{", ".join(_describe(v) for v in values.values())} with '
+                f'{_describe(avatar)} (connector outputs, not feature maps), '
+                'so its recorded tensors are standardised before the '
+                'connectors.',
+                logger='current')
+        self.resolved_normalize_at[loss_name] = at
+        return at, values if at == 'loss' else None
 
     def _avatar_loss(self, loss_name: str, mapping: Dict[str, Dict],
                      teacher_key: str, teacher: Record,
@@ -307,92 +555,75 @@ class AvatarDistiller(ConfigurableDistiller):
                      generator: torch.Generator) -> Dict[str, Tensor]:
         levels = [teacher] if isinstance(teacher, Tensor) else list(teacher)
         avatars = [self.perturbation(t, generator=generator) for t in levels]
-        uncertainty = torch.stack([
-            avatar_uncertainty(t, a) for t, a in zip(levels, avatars)
-        ]).mean(0)
-        if self.check_finite and not bool(torch.isfinite(uncertainty).all()):
-            bad = [i for i, t in enumerate(levels)
-                   if not bool(torch.isfinite(t).all())]
-            raise FloatingPointError(
-                f'loss_forward_mappings.{loss_name}.{teacher_key} (recorder '
-                f"{mapping[teacher_key].get('recorder')!r}) holds NaN or Inf "
-                f'at level(s) {bad}: the teacher diverged or its checkpoint '
-                'is broken. (avatars.check_finite=False skips this check.)')
+        uncertainty = combine_uncertainty(
+            [avatar_uncertainty(t, a) for t, a in zip(levels, avatars)])
+        if self.check_finite:
+            self._finite_checks.append((loss_name, teacher_key, levels,
+                                        torch.isfinite(uncertainty).all()))
         if self.tau is None:
             weights = torch.full_like(uncertainty, 1.0 / self.num_avatars)
         else:
             weights = avatar_weights(uncertainty, self.tau)
 
-        to_fp32 = lambda t: t.float()  # noqa: E731
-        kwargs = {}
-        for key, record in mapping.items():
-            if key == teacher_key:
-                continue
-            value = self.get_record(**record)
-            if record.get('from_student') and _is_tensors(value):
-                value = _map(value, to_fp32)
-                if self.normalize in ('both', 'student'):
-                    value = _map(value, standardize)
-            kwargs[key] = value
-        students = [k for k, r in mapping.items() if r.get('from_student')]
+        def avatar_k(k: int) -> Record:
+            return avatars[0][k] if isinstance(teacher, Tensor) else \
+                type(teacher)(a[k] for a in avatars)
 
+        at, values = self._resolve_normalize_at(loss_name,
+                                                mapping, teacher_key,
+                                                avatar_k(0), connector,
+                                                connector_idx)
+        kwargs = self._student_inputs(loss_name, mapping, teacher_key, at,
+                                      values)
         loss_module = self.distill_losses[loss_name]
         device_type = weights.device.type
         total = 0.0
         for k in range(self.num_avatars):
-            avatar = avatars[0][k] if isinstance(teacher, Tensor) else \
-                type(teacher)(a[k] for a in avatars)
-            if connector:
-                avatar = self.connectors[connector](avatar)
-            if connector_idx is not None:
-                avatar = avatar[connector_idx]
-            if _is_tensors(avatar):
-                avatar = _map(avatar, to_fp32)
-                if self.normalize in ('both', 'teacher'):
-                    avatar = _map(avatar, standardize)
-            if k == 0 and len(students) == 1:
-                self._check_pair(loss_name, students[0],
-                                 kwargs[students[0]], teacher_key, avatar)
+            avatar = self._avatar_input(
+                avatar_k(k), connector, connector_idx, at)
             with torch.autocast(device_type=device_type, enabled=False):
-                value = loss_module(**kwargs, **{teacher_key: avatar})
+                try:
+                    value = loss_module(**kwargs, **{teacher_key: avatar})
+                except (RuntimeError, ValueError, TypeError, AssertionError,
+                        IndexError) as err:
+                    raise _loss_error(err, loss_name, loss_module, kwargs,
+                                      teacher_key, avatar) from err
             total = total + weights[k] * value
 
         name = self.log_names[loss_name]
-        out = {loss_name: total, f'akd.{name}.u': uncertainty.mean()}
+        out = {
+            loss_name: total,
+            f'akd.{name}.u': uncertainty.mean(),
+            f'akd.{name}.wmax_over_wmin': weights.max() / weights.min()
+        }
         out.update({f'akd.{name}.w{k}': w for k, w in enumerate(weights)})
         return out
 
-    def _check_pair(self, loss_name: str, student_key: str, student: Any,
-                    teacher_key: str, avatar: Any) -> None:
-        """The student input must pair with the teacher input."""
-        where = f'model.distiller.loss_forward_mappings.{loss_name}'
-        hint = ('add a student connector that aligns it (e.g. '
-                "dict(type='ConvModuleConnector', in_channel=..., "
-                'out_channel=...)) or leave the loss out of avatars.losses')
-        if isinstance(student, Tensor) and isinstance(avatar, Tensor):
-            if student.shape != avatar.shape:
-                raise ValueError(
-                    f'{where}: student input {student_key!r} has '
-                    f'{_describe(student)} but teacher input {teacher_key!r} '
-                    f'has {_describe(avatar)}; AKD needs equal shapes: '
-                    f'{hint}.')
-            return
-        paired = (isinstance(student, (tuple, list))
-                  and isinstance(avatar, (tuple, list))
-                  and len(student) == len(avatar) and all(
-                      isinstance(s, Tensor) and isinstance(a, Tensor)
-                      and s.shape == a.shape for s, a in zip(student, avatar)))
-        if not paired and self.normalize != 'none':
-            loss_type = type(self.distill_losses[loss_name]).__name__
-            raise ValueError(
-                f'{where}: {loss_type} takes a student input '
-                f'{student_key!r} ({_describe(student)}) and a teacher input '
-                f'{teacher_key!r} ({_describe(avatar)}) that do not pair up '
-                'tensor by tensor, so they cannot be standardised alike. '
-                f"Set {KEY}.normalize=False for this loss's config, or "
-                'leave it out of avatars.losses.')
-
     def extra_repr(self) -> str:
         return (f'num_avatars={self.num_avatars}, normalize='
-                f"'{self.normalize}', tau={self.tau}, "
-                f'losses={list(self.teacher_keys)}')
+                f"'{self.normalize}', normalize_at='{self.normalize_at}', "
+                f'tau={self.tau}, losses={list(self.teacher_keys)}')
+
+
+def _to_fp32(t: Tensor) -> Tensor:
+    return t.float()
+
+
+def _loss_error(err: Exception, loss_name: str, loss_module: Any,
+                kwargs: Dict[str,
+                             Any], teacher_key: str, avatar: Any) -> Exception:
+    """``err`` of the base loss, re-raised with the config key and what the
+    loss was given."""
+    inputs = ', '.join(f'{k}: {_describe(v)}' for k, v in kwargs.items()
+                       if _is_tensors(v))
+    message = (
+        f'model.distiller.distill_losses.{loss_name} '
+        f'({type(loss_module).__name__}) failed under AvatarDistiller on '
+        f'{inputs}, {teacher_key} (an Avatar): {type(err).__name__}: {err}. '
+        f'Check model.distiller.loss_forward_mappings.{loss_name} (add a '
+        'connector that aligns the student) or leave the loss out of '
+        f'{KEY}.losses.')
+    try:
+        return type(err)(message)
+    except TypeError:  # an exception type with another signature
+        return RuntimeError(message)

@@ -1,6 +1,7 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """MasKD: masked distillation with learnable receptive tokens."""
 import math
+import os.path as osp
 from typing import Dict, Optional
 
 import torch
@@ -15,6 +16,11 @@ __all__ = ['MasKDLoss', 'mask_diversity']
 
 def mask_diversity(masks: Tensor) -> Tensor:
     """Mean pairwise Dice coefficient between the masks of each sample.
+
+    ``mean over n and t != u of 2 <m_nt, m_nu> / (|m_nt|^2 + |m_nu|^2)``:
+    MasKD's diversity term (``dice_coeff`` of
+    https://github.com/hunto/MasKD/blob/01a5c8e38bc316acab1f828ed6f63d47a427bb8c/mmdetection/maskd.py#L6),
+    which its mask-learning stage adds to the task loss.
 
     Args:
         masks (Tensor): ``(N, T, H*W)`` soft masks.
@@ -63,10 +69,18 @@ class MasKDLoss(nn.Module):
           the loss is called several times per iteration (K Avatars) and
           after a resume; outside a runner the loss counts its calls.
         - Pretrained tokens are frozen by default (``freeze_masks``), as the
-          reference config froze them with ``lr_mult=0``. Tokens trained
-          with the distillation loss get the Dice diversity term of the
-          mask-learning stage (``diversity_weight``) so they do not
-          collapse onto one region.
+          reference config froze every loss parameter with ``lr_mult=0``;
+          the zoo configs do both. Masks are made beforehand on the
+          teacher by MasKD's first stage,
+          :class:`~mmakd.models.MasKDMaskLearner`, whose checkpoints hold
+          ``mask_modules.<level>.*``. Trainable tokens (no ``pretrained``,
+          ``freeze_masks=False``) get the Dice diversity term of that stage
+          (``diversity_weight``), taken on the tokens' own (teacher) masks
+          before the student refinement. Trained with the distillation loss
+          they still drift to the mask that is easiest to match (reported
+          against a fixed student: the loss fell 1.493 -> 1.080 in 300 SGD
+          steps while the largest mask weight rose 0.23 -> 0.99), so this
+          is not the recipe.
         - Avatar perturbation and standardisation are not in the loss: they
           belong to :class:`~mmakd.models.AvatarDistiller`.
 
@@ -78,9 +92,13 @@ class MasKDLoss(nn.Module):
         custom_mask (bool): Multiply teacher masks by student masks after
             the warm-up. Defaults to True.
         custom_mask_warmup (int): Iterations before that. Defaults to 1000.
-        pretrained (str, optional): MasKD mask checkpoint (path or URL).
-        pretrained_prefix (str): Key prefix of this level's tokens in it.
-            Defaults to ``'mask_modules.0.'``.
+        pretrained (str, optional): MasKD mask checkpoint (path or URL),
+            e.g. a :class:`~mmakd.models.MasKDMaskLearner` checkpoint or
+            the reference's published masks. Defaults to None.
+        pretrained_prefix (str): Key prefix of this level's tokens in it:
+            the checkpoint keys containing it, with everything up to and
+            including it removed, must be exactly this loss's
+            ``state_dict`` keys. Defaults to ``'mask_modules.0.'``.
         freeze_masks (bool, optional): Keep tokens and mask weights fixed.
             Defaults to None, i.e. True when ``pretrained`` is given.
         diversity_weight (float): Weight of the Dice term for trainable
@@ -141,7 +159,19 @@ class MasKDLoss(nn.Module):
 
         The checkpoint's ``state_dict`` (or top level) holds keys
         ``...<prefix>mask_token`` and ``...<prefix>prob.*``.
+
+        Raises:
+            FileNotFoundError: A local ``checkpoint`` does not exist.
+            KeyError: No key contains ``prefix``.
+            RuntimeError: The keys or shapes do not match this loss
+                (``channels``, ``num_tokens``, ``weight_mask``).
         """
+        if '://' not in checkpoint and not osp.isfile(checkpoint):
+            raise FileNotFoundError(
+                f'MasKDLoss.pretrained={checkpoint!r} does not exist (looked '
+                f'for {osp.abspath(checkpoint)}); learn the masks on the '
+                'teacher first with a MasKDMaskLearner config (see '
+                'configs/akd/mmdet/maskd/README.md).')
         ckpt = _load_checkpoint(checkpoint, map_location='cpu')
         state = ckpt.get('state_dict', ckpt)
         mine: Dict[str, Tensor] = {}
@@ -152,7 +182,14 @@ class MasKDLoss(nn.Module):
         if not mine:
             raise KeyError(f'MasKDLoss.pretrained={checkpoint!r} has no keys '
                            f'containing {prefix!r} (pretrained_prefix).')
-        self.load_state_dict(mine, strict=True)
+        try:
+            self.load_state_dict(mine, strict=True)
+        except RuntimeError as err:
+            raise RuntimeError(
+                f'MasKDLoss.pretrained={checkpoint!r} (pretrained_prefix='
+                f'{prefix!r}) does not match MasKDLoss(channels='
+                f'{self.channels}, num_tokens={self.num_tokens}, '
+                f'weight_mask={self.weight_mask}): {err}') from err
 
     def masks(self, x: Tensor) -> Tensor:
         """Soft masks ``(N, T, H, W)`` of feature ``x`` ``(N, C, H, W)``."""
@@ -160,6 +197,13 @@ class MasKDLoss(nn.Module):
         attn = torch.einsum('tc,ncp->ntp', self.mask_token,
                             x.reshape(n, c, h * w))
         return attn.sigmoid().reshape(n, self.num_tokens, h, w)
+
+    def mask_weights(self, x: Tensor) -> Tensor:
+        """Mask weights ``(N, T)`` (softmax over tokens) of feature ``x``.
+
+        Needs ``weight_mask=True``.
+        """
+        return self.prob(x).flatten(1).softmax(1)
 
     def _iteration(self) -> int:
         info = MessageHub.get_current_instance().get_info('iter')
@@ -183,20 +227,22 @@ class MasKDLoss(nn.Module):
                 f'{tuple(preds_S.shape)} and {tuple(preds_T.shape)}')
         iteration = self._iteration()
         self._calls += 1
-        mask = self.masks(preds_T)
+        mask_T = self.masks(preds_T)
+        mask = mask_T
         if self.custom_mask and iteration >= self.custom_mask_warmup:
             with torch.no_grad():
-                mask = mask * self.masks(preds_S)
+                mask_S = self.masks(preds_S)
+            mask = mask_T * mask_S
         diff = (preds_S - preds_T).unsqueeze(1) * mask.unsqueeze(2)
         per_mask = diff.pow(2).sum((3, 4))  # (N, T, C)
         per_mask = per_mask / mask.sum((2, 3)).clamp_min(1e-6).unsqueeze(-1)
         per_mask = per_mask.mean(-1)  # (N, T)
         if self.weight_mask:
-            probs = self.prob(preds_T).flatten(1).softmax(1)  # (N, T)
+            probs = self.mask_weights(preds_T)  # (N, T)
             loss = (per_mask * probs).sum(1).mean()
         else:
             loss = per_mask.mean()
         if not self.freeze_masks and self.diversity_weight:
             loss = loss + self.diversity_weight * mask_diversity(
-                mask.flatten(2))
+                mask_T.flatten(2))
         return self.loss_weight * loss

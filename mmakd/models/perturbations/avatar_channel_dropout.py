@@ -6,7 +6,8 @@ from torch import Tensor
 
 from mmakd.registry import MODELS
 from .base_perturbation import BaseAvatarPerturbation
-from .functional import avatar_channel_dropout, check_probability
+from .functional import (Strength, avatar_channel_dropout, check_probability,
+                         check_strengths)
 
 __all__ = ['AvatarChannelDropout']
 
@@ -21,17 +22,28 @@ class AvatarChannelDropout(BaseAvatarPerturbation):
     (:func:`~mmakd.models.perturbations.functional.avatar_channel_dropout`).
 
     Args:
-        p (float): Drop probability in [0, 1). Defaults to 0.1.
-        num_avatars (int): ``K``. Defaults to 1.
+        p (float | Sequence[float]): Drop probability in [0, 1), or one per
+            Avatar. Defaults to 0.1.
+        num_avatars (int, optional): ``K``. Defaults to None: ``len(p)``
+            for a sequence, else 1.
     """
 
-    def __init__(self, p: float = 0.1, num_avatars: int = 1) -> None:
+    def __init__(self,
+                 p: Strength = 0.1,
+                 num_avatars: Optional[int] = None) -> None:
+        value, num_avatars = check_strengths(p, check_probability, 'p',
+                                             num_avatars)
         super().__init__(num_avatars)
-        self.p = check_probability(p)
+        self.p = value
 
     @property
     def is_identity(self) -> bool:
-        return self.p == 0.0
+        values = self.p if self.per_avatar else (self.p, )
+        return all(v == 0.0 for v in values)
+
+    @property
+    def per_avatar(self) -> bool:
+        return isinstance(self.p, tuple)
 
     def perturb(self, x: Tensor, num_avatars: int,
                 generator: Optional[torch.Generator]) -> Tensor:

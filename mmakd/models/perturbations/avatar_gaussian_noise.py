@@ -6,7 +6,8 @@ from torch import Tensor
 
 from mmakd.registry import MODELS
 from .base_perturbation import BaseAvatarPerturbation
-from .functional import avatar_gaussian_noise, check_std
+from .functional import (Strength, avatar_gaussian_noise, check_std,
+                         check_strengths)
 
 __all__ = ['AvatarGaussianNoise']
 
@@ -21,18 +22,28 @@ class AvatarGaussianNoise(BaseAvatarPerturbation):
     (:func:`~mmakd.models.perturbations.functional.avatar_gaussian_noise`).
 
     Args:
-        std (float): Noise level relative to each channel's spread, >= 0.
-            Defaults to 0.1.
-        num_avatars (int): ``K``. Defaults to 1.
+        std (float | Sequence[float]): Noise level relative to each
+            channel's spread, >= 0, or one per Avatar. Defaults to 0.1.
+        num_avatars (int, optional): ``K``. Defaults to None: ``len(std)``
+            for a sequence, else 1.
     """
 
-    def __init__(self, std: float = 0.1, num_avatars: int = 1) -> None:
+    def __init__(self,
+                 std: Strength = 0.1,
+                 num_avatars: Optional[int] = None) -> None:
+        value, num_avatars = check_strengths(std, check_std, 'std',
+                                             num_avatars)
         super().__init__(num_avatars)
-        self.std = check_std(std)
+        self.std = value
 
     @property
     def is_identity(self) -> bool:
-        return self.std == 0.0
+        values = self.std if self.per_avatar else (self.std, )
+        return all(v == 0.0 for v in values)
+
+    @property
+    def per_avatar(self) -> bool:
+        return isinstance(self.std, tuple)
 
     def perturb(self, x: Tensor, num_avatars: int,
                 generator: Optional[torch.Generator]) -> Tensor:

@@ -22,6 +22,11 @@ class BaseAvatarPerturbation(nn.Module, metaclass=ABCMeta):
         evaluation mode alike (the reference applies dropout with
         ``training=True``): they only exist to compute distillation losses.
 
+    A perturbation whose strength is given per Avatar (e.g.
+    ``AvatarDropout(p=(0.05, 0.1, 0.2, 0.4))``) draws *heterogeneous*
+    Avatars, still in one batched operation; its ``K`` is then fixed
+    (:attr:`per_avatar`).
+
     Args:
         num_avatars (int): ``K``, the Avatars drawn per call unless
             ``forward`` is given another count. Defaults to 1.
@@ -30,6 +35,11 @@ class BaseAvatarPerturbation(nn.Module, metaclass=ABCMeta):
     def __init__(self, num_avatars: int = 1) -> None:
         super().__init__()
         self.num_avatars = check_num_avatars(num_avatars)
+
+    @property
+    def per_avatar(self) -> bool:
+        """Whether strengths are given per Avatar, which fixes ``K``."""
+        return False
 
     @property
     @abstractmethod
@@ -58,4 +68,8 @@ class BaseAvatarPerturbation(nn.Module, metaclass=ABCMeta):
         """
         if num_avatars is None:
             num_avatars = self.num_avatars
+        elif self.per_avatar and num_avatars != self.num_avatars:
+            raise ValueError(
+                f'{type(self).__name__} has one strength per Avatar for '
+                f'{self.num_avatars} Avatars; cannot draw {num_avatars}.')
         return self.perturb(x, num_avatars, generator)

@@ -1,5 +1,5 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Union
 
 from mmakd.registry import MODELS
 from .base_perturbation import BaseAvatarPerturbation
@@ -7,13 +7,16 @@ from .base_perturbation import BaseAvatarPerturbation
 __all__ = ['build_perturbation']
 
 
-def build_perturbation(cfg: Optional[Union[Dict, BaseAvatarPerturbation]],
+def build_perturbation(cfg: Optional[Union[Dict, List[Dict],
+                                           BaseAvatarPerturbation]],
                        key: str) -> Optional[BaseAvatarPerturbation]:
     """Build an Avatar perturbation, naming the config key on error.
 
     Args:
-        cfg (dict | BaseAvatarPerturbation, optional): E.g.
-            ``dict(type='AvatarDropout', p=0.1)``; None gives None.
+        cfg (dict | list[dict] | BaseAvatarPerturbation, optional): E.g.
+            ``dict(type='AvatarDropout', p=0.1)``; a list of such dicts
+            builds an :class:`AvatarPerturbationMix` (Avatars of several
+            types); None gives None.
         key (str): Config key of ``cfg``, e.g.
             ``'model.distiller.avatars.perturbation'``.
 
@@ -22,6 +25,9 @@ def build_perturbation(cfg: Optional[Union[Dict, BaseAvatarPerturbation]],
     """
     if cfg is None or isinstance(cfg, BaseAvatarPerturbation):
         return cfg
+    if isinstance(cfg, (list, tuple)):
+        from .avatar_perturbation_mix import AvatarPerturbationMix
+        return AvatarPerturbationMix(cfg, key=key)
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError(f'{key} must be a dict with a `type` such as '
                         f"dict(type='AvatarDropout', p=0.1), got {cfg!r}")

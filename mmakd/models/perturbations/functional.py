@@ -17,15 +17,18 @@ of ``T``'s device, so the same seed gives the same Avatars.
 Reference code (dropout with ``training=True``, ``K = 1``):
 https://github.com/Gumpest/AvatarKD/blob/36b104f7c852ed26440105f22e40391fc5cdc0a3/mmrazor/models/losses/akd_cwd.py#L52
 """
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 __all__ = [
-    'check_probability', 'check_std', 'check_num_avatars', 'avatar_dropout',
-    'avatar_channel_dropout', 'avatar_gaussian_noise'
+    'check_probability', 'check_std', 'check_num_avatars', 'check_strengths',
+    'avatar_dropout', 'avatar_channel_dropout', 'avatar_gaussian_noise'
 ]
+
+#: A strength for all Avatars, or one per Avatar.
+Strength = Union[float, Sequence[float]]
 
 
 def check_probability(p: float, name: str = 'p') -> float:
@@ -53,23 +56,85 @@ def check_num_avatars(num_avatars: int, name: str = 'num_avatars') -> int:
     return num_avatars
 
 
+def check_strengths(
+    strength: Strength,
+    check,
+    name: str,
+    num_avatars: Optional[int] = None,
+    num_avatars_name: str = 'num_avatars'
+) -> Tuple[Union[float, Tuple[float, ...]], int]:
+    """Validate a strength given for all Avatars or one per Avatar.
+
+    Args:
+        strength (float | Sequence[float]): One value for every Avatar, or
+            a sequence with one value per Avatar.
+        check (callable): Validates one value, e.g. :func:`check_std`.
+        name (str): The strength's name (config key) for errors.
+        num_avatars (int, optional): ``K``; None means ``len(strength)``
+            for a sequence and 1 otherwise.
+        num_avatars_name (str): The name of ``num_avatars`` for errors.
+
+    Returns:
+        tuple: The strength (float, or tuple of floats) and ``K``.
+    """
+    if isinstance(strength, (list, tuple)):
+        if not strength:
+            raise ValueError(f'{name} must be a number or a non-empty '
+                             f'sequence of numbers, got {strength!r}')
+        values = tuple(
+            check(v, f'{name}[{i}]') for i, v in enumerate(strength))
+        if num_avatars is None:
+            num_avatars = len(values)
+        num_avatars = check_num_avatars(num_avatars, num_avatars_name)
+        if len(values) != num_avatars:
+            raise ValueError(
+                f'{name} gives {len(values)} values (one per Avatar) but '
+                f'{num_avatars_name}={num_avatars}; give {num_avatars} '
+                'values or a single number.')
+        return values, num_avatars
+    value = check(strength, name)
+    return value, check_num_avatars(1 if num_avatars is None else num_avatars,
+                                    num_avatars_name)
+
+
+def _per_avatar(strength: Union[float, Tuple[float, ...]], x: Tensor,
+                ndim: int) -> Union[float, Tensor]:
+    """A scalar, or the per-Avatar values as a float32 ``(K, 1, ..., 1)``
+    tensor of ``ndim`` dims (on ``x``'s device) that broadcasts against a
+    ``(K, *x.shape)`` stack."""
+    if isinstance(strength, tuple):
+        return torch.tensor(
+            strength, dtype=torch.float32,
+            device=x.device).view(-1,
+                                  *(1, ) * (ndim - 1))
+    return strength
+
+
+def _is_zero(strength: Union[float, Tuple[float, ...]]) -> bool:
+    values = strength if isinstance(strength, tuple) else (strength, )
+    return all(v == 0.0 for v in values)
+
+
 def _identity(x: Tensor, num_avatars: int) -> Tensor:
     return x.unsqueeze(0).expand(num_avatars, *x.shape)
 
 
-def _scaled_bernoulli(x: Tensor, p: float, mask_shape: Tuple[int, ...],
+def _scaled_bernoulli(x: Tensor, p: Union[float, Tuple[float, ...]],
+                      mask_shape: Tuple[int, ...],
                       generator: Optional[torch.Generator]) -> Tensor:
     """``x`` times a keep-mask of ``mask_shape`` (broadcast), kept values
-    divided by ``1 - p``: the dropouts' common step."""
-    keep = 1.0 - p
-    mask = torch.empty(mask_shape, dtype=x.dtype, device=x.device).bernoulli_(
-        keep, generator=generator)
+    divided by ``1 - p`` (per Avatar when ``p`` is a tuple): the dropouts'
+    common step, one random draw for all Avatars."""
+    keep = 1.0 - _per_avatar(p, x, len(mask_shape))
+    mask = torch.empty(
+        mask_shape, dtype=x.dtype, device=x.device).bernoulli_(
+            keep, generator=generator)
     return x * mask.div_(keep)
 
 
 def avatar_dropout(x: Tensor,
-                   p: float = 0.1,
-                   num_avatars: int = 1,
+                   p: Strength = 0.1,
+                   num_avatars: Optional[int] = None,
                    generator: Optional[torch.Generator] = None) -> Tensor:
     """Element-wise dropout Avatars, rescaled by ``1 / (1 - p)``.
 
@@ -79,25 +144,26 @@ def avatar_dropout(x: Tensor,
 
     Args:
         x (Tensor): Teacher tensor, any shape.
-        p (float): Drop probability in [0, 1). Defaults to 0.1.
-        num_avatars (int): ``K >= 1``. Defaults to 1.
+        p (float | Sequence[float]): Drop probability in [0, 1), or one per
+            Avatar (heterogeneous Avatars). Defaults to 0.1.
+        num_avatars (int, optional): ``K >= 1``; None means ``len(p)`` for
+            a sequence, else 1.
         generator (torch.Generator, optional): Source of randomness.
 
     Returns:
         Tensor: ``(K, *x.shape)`` Avatars.
     """
-    p = check_probability(p)
-    num_avatars = check_num_avatars(num_avatars)
-    if p == 0.0:
+    p, num_avatars = check_strengths(p, check_probability, 'p', num_avatars)
+    if _is_zero(p):
         return _identity(x, num_avatars)
     return _scaled_bernoulli(x, p, (num_avatars, *x.shape), generator)
 
 
-def avatar_channel_dropout(x: Tensor,
-                           p: float = 0.1,
-                           num_avatars: int = 1,
-                           generator: Optional[torch.Generator] = None
-                           ) -> Tensor:
+def avatar_channel_dropout(
+        x: Tensor,
+        p: Strength = 0.1,
+        num_avatars: Optional[int] = None,
+        generator: Optional[torch.Generator] = None) -> Tensor:
     """Channel dropout Avatars: whole channels zeroed, rescaled.
 
     For each Avatar and each sample, every channel of ``x`` (dim 1 of
@@ -106,29 +172,30 @@ def avatar_channel_dropout(x: Tensor,
 
     Args:
         x (Tensor): Teacher tensor ``(N, C, *spatial)``.
-        p (float): Drop probability in [0, 1). Defaults to 0.1.
-        num_avatars (int): ``K >= 1``. Defaults to 1.
+        p (float | Sequence[float]): Drop probability in [0, 1), or one per
+            Avatar. Defaults to 0.1.
+        num_avatars (int, optional): ``K >= 1``; None means ``len(p)`` for
+            a sequence, else 1.
         generator (torch.Generator, optional): Source of randomness.
 
     Returns:
         Tensor: ``(K, *x.shape)`` Avatars.
     """
-    p = check_probability(p)
-    num_avatars = check_num_avatars(num_avatars)
+    p, num_avatars = check_strengths(p, check_probability, 'p', num_avatars)
     if x.dim() < 2:
         raise ValueError('channel dropout needs a (N, C, ...) tensor, got '
                          f'shape {tuple(x.shape)}')
-    if p == 0.0:
+    if _is_zero(p):
         return _identity(x, num_avatars)
     shape = (num_avatars, x.shape[0], x.shape[1]) + (1, ) * (x.dim() - 2)
     return _scaled_bernoulli(x, p, shape, generator)
 
 
-def avatar_gaussian_noise(x: Tensor,
-                          std: float = 0.1,
-                          num_avatars: int = 1,
-                          generator: Optional[torch.Generator] = None
-                          ) -> Tensor:
+def avatar_gaussian_noise(
+        x: Tensor,
+        std: Strength = 0.1,
+        num_avatars: Optional[int] = None,
+        generator: Optional[torch.Generator] = None) -> Tensor:
     """Additive Gaussian noise scaled by the feature's own spread.
 
     ``A_k = T + std * sigma_c * eps_k`` with ``eps_k ~ N(0, 1)`` element-wise
@@ -144,17 +211,17 @@ def avatar_gaussian_noise(x: Tensor,
 
     Args:
         x (Tensor): Teacher tensor ``(N, C, *spatial)``.
-        std (float): Noise level relative to the channel's spread, >= 0.
-            Defaults to 0.1.
-        num_avatars (int): ``K >= 1``. Defaults to 1.
+        std (float | Sequence[float]): Noise level relative to the
+            channel's spread, >= 0, or one per Avatar. Defaults to 0.1.
+        num_avatars (int, optional): ``K >= 1``; None means ``len(std)``
+            for a sequence, else 1.
         generator (torch.Generator, optional): Source of randomness.
 
     Returns:
         Tensor: ``(K, *x.shape)`` Avatars.
     """
-    std = check_std(std)
-    num_avatars = check_num_avatars(num_avatars)
-    if std == 0:
+    std, num_avatars = check_strengths(std, check_std, 'std', num_avatars)
+    if _is_zero(std):
         return _identity(x, num_avatars)
     with torch.no_grad():
         if x.dim() >= 2:
@@ -162,6 +229,9 @@ def avatar_gaussian_noise(x: Tensor,
             sigma = torch.std(x.float(), dim=dims, correction=0, keepdim=True)
         else:
             sigma = torch.std(x.float(), correction=0)
-    noise = torch.randn((num_avatars, *x.shape), dtype=x.dtype,
-                        device=x.device, generator=generator)
-    return x + noise * (sigma * std).to(x.dtype)
+        scale = (sigma * _per_avatar(std, x, x.dim() + 1)).to(x.dtype)
+    noise = torch.randn((num_avatars, *x.shape),
+                        dtype=x.dtype,
+                        device=x.device,
+                        generator=generator)
+    return x + noise * scale

@@ -6,7 +6,7 @@ simply never records, and the first iteration fails deep inside
 import difflib
 import importlib
 import os.path as osp
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -14,8 +14,8 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
 __all__ = [
-    'check_recorder_sources', 'load_teacher_checkpoint', 'SHAPE_AGNOSTIC_LOSSES',
-    'compare_record_shapes'
+    'check_recorder_sources', 'load_teacher_checkpoint',
+    'SHAPE_AGNOSTIC_LOSSES', 'compare_record_shapes'
 ]
 
 _MODULE_RECORDERS = {'ModuleOutputs', 'ModuleInputs'}
@@ -120,29 +120,33 @@ def load_teacher_checkpoint(model: nn.Module,
             the missing and unexpected keys.
     """
     if '://' not in path and not osp.isfile(path):
-        raise FileNotFoundError(
-            f'{key}={path!r} does not exist (looked for '
-            f'{osp.abspath(path)}).')
+        raise FileNotFoundError(f'{key}={path!r} does not exist (looked for '
+                                f'{osp.abspath(path)}).')
     try:
         checkpoint = _load_checkpoint(path, map_location='cpu')
     except Exception as err:  # noqa: B902 - any reading failure
         if isinstance(err, FileNotFoundError):
             raise
+        from mmakd.compat import apply
+        hint = apply().checkpoint_error
         raise RuntimeError(
             f'{key}={path!r} cannot be read as a checkpoint (truncated or '
-            f'not a PyTorch file?): {type(err).__name__}: {err}') from err
+            f'not a PyTorch file?): {type(err).__name__}: {err}' +
+            (f' Note: {hint}' if hint else '')) from err
     state = checkpoint.get('state_dict', checkpoint) if isinstance(
         checkpoint, dict) else None
     if not isinstance(state, Mapping):
         raise RuntimeError(f'{key}={path!r} holds no state_dict.')
-    state = {(k[len('module.'):] if k.startswith('module.') else k): v
-             for k, v in state.items()}
+    state = {
+        (k[len('module.'):] if k.startswith('module.') else k): v
+        for k, v in state.items()
+    }
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     mismatched = [
-        f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
-        for k in own if k in state and hasattr(state[k], 'shape')
+        f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in own
+        if k in state and hasattr(state[k], 'shape')
         and tuple(state[k].shape) != tuple(own[k].shape)
     ]
     if missing or unexpected or mismatched:
@@ -154,12 +158,17 @@ def load_teacher_checkpoint(model: nn.Module,
         if strict:
             raise RuntimeError(message + ' Set model.teacher_ckpt_strict='
                                'False to load the matching keys only.')
-        print_log(message + ' Loading the matching keys only '
-                  '(teacher_ckpt_strict=False).', logger='current',
-                  level=30)
+        print_log(
+            message + ' Loading the matching keys only '
+            '(teacher_ckpt_strict=False).',
+            logger='current',
+            level=30)
     bad = {m.split(' ', 1)[0] for m in mismatched}
     model.load_state_dict(
-        {k: v for k, v in state.items() if k in own and k not in bad},
+        {
+            k: v
+            for k, v in state.items() if k in own and k not in bad
+        },
         strict=False)
     return dict(missing=missing, unexpected=unexpected, mismatched=mismatched)
 

@@ -37,14 +37,14 @@ def standardize(x):
 
 
 def weights(t, avatars, tau=1.0):
+    """docs/akd.md section 4.2: u_k = sum_c (D_mu^2 + D_sigma^2) /
+    sum_c sigma_T^2, w_k proportional to u_k ** (-1 / tau)."""
     mu_t, sd_t = moments(t)
-    r = EPS * np.mean(sd_t**2)
     u = []
     for a in avatars:
         mu_a, sd_a = moments(a)
-        u.append(0.5 * (np.var(mu_a - mu_t) / (np.var(mu_t) + r) +
-                        np.var(sd_a - sd_t) / (np.var(sd_t) + r)))
-    z = np.exp(-np.array(u) / tau)
+        u.append(np.sum((mu_a - mu_t)**2 + (sd_a - sd_t)**2) / np.sum(sd_t**2))
+    z = np.maximum(np.array(u), 1e-8)**(-1.0 / tau)
     return z / z.sum()
 
 
@@ -99,25 +99,27 @@ def main():
     s, t, avatars = inputs()
     out = {}
     cases = {
-        'cwd_both': (dict(type='ChannelWiseDivergence', tau=2.0,
-                          loss_weight=3.0),
-                     lambda a, b: cwd(a, b, 2.0, 3.0), 'both'),
-        'cwd_student': (dict(type='ChannelWiseDivergence', tau=1.0),
-                        lambda a, b: cwd(a, b), 'student'),
-        'kl_both': (dict(type='KLDivergence', tau=4.0),
-                    lambda a, b: kl(a, b, 4.0), 'both'),
-        'l2_teacher': (dict(type='L2Loss', normalize=True),
-                       l2, 'teacher'),
+        'cwd_both':
+        (dict(type='ChannelWiseDivergence', tau=2.0,
+              loss_weight=3.0), lambda a, b: cwd(a, b, 2.0, 3.0), 'both'),
+        'cwd_student': (dict(type='ChannelWiseDivergence',
+                             tau=1.0), lambda a, b: cwd(a, b), 'student'),
+        'kl_both': (dict(type='KLDivergence',
+                         tau=4.0), lambda a, b: kl(a, b, 4.0), 'both'),
+        'l2_teacher': (dict(type='L2Loss', normalize=True), l2, 'teacher'),
     }
     for name, (cfg, fn, normalize) in cases.items():
         value, w = combined(s, t, avatars, fn, normalize)
-        out[name] = dict(loss=cfg, normalize=normalize, value=value,
-                         weights=w)
+        out[name] = dict(loss=cfg, normalize=normalize, value=value, weights=w)
 
     from mmakd.models.losses import MasKDLoss
     torch.manual_seed(0)
-    cfg = dict(type='MasKDLoss', channels=3, num_tokens=4,
-               custom_mask=False, freeze_masks=True)
+    cfg = dict(
+        type='MasKDLoss',
+        channels=3,
+        num_tokens=4,
+        custom_mask=False,
+        freeze_masks=True)
     module = MasKDLoss(**{k: v for k, v in cfg.items() if k != 'type'})
     tokens = module.mask_token.detach().double().numpy()
 
@@ -128,10 +130,10 @@ def main():
         z = np.exp(logits.numpy() - logits.numpy().max(1, keepdims=True))
         return z / z.sum(1, keepdims=True)
 
-    value, w = combined(s, t, avatars, lambda a, b: maskd(a, b, tokens,
-                                                           prob_fn), 'both')
-    out['maskd_both'] = dict(loss=cfg, normalize='both', value=value,
-                             weights=w)
+    value, w = combined(s, t, avatars,
+                        lambda a, b: maskd(a, b, tokens, prob_fn), 'both')
+    out['maskd_both'] = dict(
+        loss=cfg, normalize='both', value=value, weights=w)
     path = osp.join(osp.dirname(osp.abspath(__file__)), 'akd_losses.json')
     with open(path, 'w') as f:
         json.dump(out, f, indent=2)

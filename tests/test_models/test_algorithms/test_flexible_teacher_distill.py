@@ -4,13 +4,13 @@ import os.path as osp
 
 import pytest
 import torch
+from helpers import REPO
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 from mmakd.models import FlexibleTeacherDistill
 from mmakd.registry import MODELS
-from mmakd.testing import det_batch
-from helpers import REPO
+from mmakd.testing import CountHostSyncs, det_batch
 
 OVERLAY = osp.join(
     REPO, 'tests/data/configs/cwd_retinanet-r50_retinanet-r18_shapes.py')
@@ -39,8 +39,7 @@ def test_local_student_package_teacher_one_step(overlay_cfg):
         model, dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)))
     teacher0, student0 = _snapshot(model.teacher), _snapshot(model.student)
     model.train()
-    log = model.train_step(
-        det_batch(2, 96, 96, num_classes=6, seed=1), optim)
+    log = model.train_step(det_batch(2, 96, 96, num_classes=6, seed=1), optim)
     assert {f'distill.loss_cwd_fpn{i}' for i in range(5)} <= set(log)
     assert all(torch.isfinite(v) for v in log.values())
     for k, v in model.teacher.state_dict().items():
@@ -68,7 +67,8 @@ def test_preprocessor_mismatch_fails_at_build(overlay_cfg):
     cfg.teacher.cfg_options.update({
         'model.data_preprocessor.mean': [103.53, 116.28, 123.675],
         'model.data_preprocessor.std': [1.0, 1.0, 1.0],
-        'model.data_preprocessor.bgr_to_rgb': False
+        'model.data_preprocessor.bgr_to_rgb':
+        False
     })
     with pytest.raises(ValueError) as info:
         MODELS.build(copy.deepcopy(cfg))
@@ -101,8 +101,8 @@ def test_missing_teacher_checkpoint_is_reported_before_building(
     monkeypatch.setattr(module, 'build_model_from_spec', no_build)
     cfg = copy.deepcopy(overlay_cfg.model)
     cfg.teacher_ckpt = 'work_dirs/missing_teacher.pth'
-    with pytest.raises(FileNotFoundError,
-                       match=r"model.teacher_ckpt='work_dirs/missing"):
+    with pytest.raises(
+            FileNotFoundError, match=r"model.teacher_ckpt='work_dirs/missing"):
         MODELS.build(cfg)
 
 
@@ -127,8 +127,8 @@ def test_teacher_checkpoint_loaded_strictly(overlay_cfg, tmp_path):
     with pytest.raises(RuntimeError) as info:
         MODELS.build(copy.deepcopy(cfg))
     message = str(info.value)
-    n_head = sum(k.startswith('bbox_head.') for k in
-                 source.teacher.state_dict())
+    n_head = sum(
+        k.startswith('bbox_head.') for k in source.teacher.state_dict())
     assert f"model.teacher_ckpt='{path}' does not match RetinaNet" in message
     assert f'{n_head} missing keys [bbox_head.' in message
     assert '1 unexpected keys [extra.weight]' in message
@@ -146,9 +146,10 @@ def test_truncated_teacher_checkpoint_names_the_file(overlay_cfg, tmp_path):
     torch.save(dict(state_dict={'w': torch.zeros(100)}), str(path))
     path.write_bytes(path.read_bytes()[:200])  # cut the download short
     cfg.teacher_ckpt = str(path)
-    with pytest.raises(RuntimeError,
-                       match=rf"model.teacher_ckpt='{path}' cannot be read "
-                       r'as a checkpoint \(truncated'):
+    with pytest.raises(
+            RuntimeError,
+            match=rf"model.teacher_ckpt='{path}' cannot be read "
+            r'as a checkpoint \(truncated'):
         MODELS.build(cfg)
 
 
@@ -161,7 +162,9 @@ PSP_TEACHER = osp.join(
     REPO, 'configs/akd/demo/pspnet_r18-w32_1xb8-1600it_shapes-128.py')
 
 
-def _distiller(source, recorder='ModuleOutputs', loss='ChannelWiseDivergence',
+def _distiller(source,
+               recorder='ModuleOutputs',
+               loss='ChannelWiseDivergence',
                data_idx=None):
     record = dict(recorder='r', data_idx=data_idx)
     return dict(
@@ -169,9 +172,10 @@ def _distiller(source, recorder='ModuleOutputs', loss='ChannelWiseDivergence',
         student_recorders=dict(r=dict(type=recorder, source=source)),
         teacher_recorders=dict(r=dict(type=recorder, source=source)),
         distill_losses=dict(loss_kd=dict(type=loss, tau=1.0)),
-        loss_forward_mappings=dict(loss_kd=dict(
-            preds_S=dict(from_student=True, **record),
-            preds_T=dict(from_student=False, **record))))
+        loss_forward_mappings=dict(
+            loss_kd=dict(
+                preds_S=dict(from_student=True, **record),
+                preds_T=dict(from_student=False, **record))))
 
 
 def _seg_model(**kwargs):
@@ -180,12 +184,18 @@ def _seg_model(**kwargs):
     options = {}
     if with_aux:
         options['model.auxiliary_head'] = dict(
-            type='FCNHead', in_channels=32, in_index=2, channels=16,
-            num_convs=1, concat_input=False, dropout_ratio=0.1,
-            num_classes=7, norm_cfg=dict(type='BN', requires_grad=True),
-            align_corners=False, loss_decode=dict(
-                type='CrossEntropyLoss', use_sigmoid=False,
-                loss_weight=0.4))
+            type='FCNHead',
+            in_channels=32,
+            in_index=2,
+            channels=16,
+            num_convs=1,
+            concat_input=False,
+            dropout_ratio=0.1,
+            num_classes=7,
+            norm_cfg=dict(type='BN', requires_grad=True),
+            align_corners=False,
+            loss_decode=dict(
+                type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4))
     return build_model_from_spec(
         dict(cfg_path=PSP_STUDENT, cfg_options=options), 'model')
 
@@ -199,18 +209,19 @@ def _seg_model(**kwargs):
     ('pspnet', 'mmseg.models.decode_heads.psp_head.PSPHead.forward',
      'MethodOutputs', 'loss'),
 ])
-def test_auto_picks_the_shortest_equivalent_forward(teacher, source,
-                                                    recorder, expected):
+def test_auto_picks_the_shortest_equivalent_forward(teacher, source, recorder,
+                                                    expected):
     from mmakd.models.utils import build_model_from_spec
     if teacher == 'retina':
         student = build_model_from_spec(dict(cfg_path=LOCAL_STUDENT), 'm')
-        teacher_model = build_model_from_spec(dict(cfg_path=LOCAL_STUDENT),
-                                              'm')
+        teacher_model = build_model_from_spec(
+            dict(cfg_path=LOCAL_STUDENT), 'm')
     else:
         student = _seg_model(aux=teacher == 'pspnet_aux')
         teacher_model = _seg_model(aux=teacher == 'pspnet_aux')
     model = FlexibleTeacherDistill(
-        architecture=student, teacher=teacher_model,
+        architecture=student,
+        teacher=teacher_model,
         distiller=_distiller(source, recorder))
     assert model.teacher_forward == expected
 
@@ -219,11 +230,13 @@ def test_two_stage_detector_heads_need_the_loss_forward():
     from mmakd.models.utils import build_model_from_spec
     spec = dict(
         cfg_path='mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
-        cfg_options={'model.backbone.depth': 18,
-                     'model.backbone.init_cfg': None,
-                     'model.neck.in_channels': [64, 128, 256, 512]})
-    for source, expected in (('neck', 'feat'),
-                             ('roi_head.bbox_head.fc_cls', 'loss')):
+        cfg_options={
+            'model.backbone.depth': 18,
+            'model.backbone.init_cfg': None,
+            'model.neck.in_channels': [64, 128, 256, 512]
+        })
+    for source, expected in (('neck', 'feat'), ('roi_head.bbox_head.fc_cls',
+                                                'loss')):
         model = FlexibleTeacherDistill(
             architecture=build_model_from_spec(spec, 'm'),
             teacher=build_model_from_spec(spec, 'm'),
@@ -237,19 +250,24 @@ def test_teacher_forward_validation(value, error):
     kwargs = dict(teacher_trainable=True) if value == 'feat' else {}
     with pytest.raises(ValueError, match=error):
         FlexibleTeacherDistill(
-            architecture=_seg_model(), teacher=_seg_model(),
+            architecture=_seg_model(),
+            teacher=_seg_model(),
             distiller=_distiller('decode_head.conv_seg'),
-            teacher_forward=value, **kwargs)
+            teacher_forward=value,
+            **kwargs)
 
 
 def test_truncated_forward_that_misses_a_recorder_is_reported():
     model = FlexibleTeacherDistill(
-        architecture=_seg_model(), teacher=_seg_model(),
-        distiller=_distiller('decode_head.conv_seg'), teacher_forward='feat')
+        architecture=_seg_model(),
+        teacher=_seg_model(),
+        distiller=_distiller('decode_head.conv_seg'),
+        teacher_forward='feat')
     data = model.data_preprocessor(_seg_batch(), True)
-    with pytest.raises(RuntimeError,
-                       match=r"recorder 'r' \(source 'decode_head.conv_seg'\)"
-                       r".*teacher_forward='loss'"):
+    with pytest.raises(
+            RuntimeError,
+            match=r"recorder 'r' \(source 'decode_head.conv_seg'\)"
+            r".*teacher_forward='loss'"):
         model.loss(data['inputs'], data['data_samples'])
 
 
@@ -262,10 +280,13 @@ def _same_weights_pair(ours_cls_kwargs, theirs_cls, student, teacher,
                        distiller):
     """Our algorithm and MMRazor's, with identical weights."""
     ours = FlexibleTeacherDistill(
-        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
-        distiller=copy.deepcopy(distiller), **ours_cls_kwargs)
+        architecture=copy.deepcopy(student),
+        teacher=copy.deepcopy(teacher),
+        distiller=copy.deepcopy(distiller),
+        **ours_cls_kwargs)
     theirs = theirs_cls(
-        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
+        architecture=copy.deepcopy(student),
+        teacher=copy.deepcopy(teacher),
         distiller=copy.deepcopy(distiller))
     theirs.load_state_dict(ours.state_dict())
     ours.train()
@@ -276,8 +297,9 @@ def _same_weights_pair(ours_cls_kwargs, theirs_cls, student, teacher,
 def _losses_with_seed(model, data, seed=7):
     torch.manual_seed(seed)
     return {
-        k: torch.stack([x.detach() for x in v])
-        if isinstance(v, list) else v.detach()
+        k:
+        torch.stack([x.detach()
+                     for x in v]) if isinstance(v, list) else v.detach()
         for k, v in model.loss(**data).items()
     }
 
@@ -298,7 +320,8 @@ def test_tensor_mode_losses_equal_mmrazor_single_teacher_distill():
                                       _distiller('decode_head.conv_seg'))
     assert ours.teacher_forward == 'tensor'
     batch = ours.data_preprocessor(_seg_batch(), True)
-    data = dict(batch_inputs=batch['inputs'], data_samples=batch['data_samples'])
+    data = dict(
+        batch_inputs=batch['inputs'], data_samples=batch['data_samples'])
     a, b = _losses_with_seed(ours, data), _losses_with_seed(theirs, data)
     assert set(a) == set(b)
     for key in a:
@@ -306,8 +329,9 @@ def test_tensor_mode_losses_equal_mmrazor_single_teacher_distill():
 
 
 def test_feat_mode_losses_equal_mmrazor_fpn_teacher_distill():
-    from mmakd.models.utils import build_model_from_spec
     from mmrazor.models import FpnTeacherDistill, SingleTeacherDistill
+
+    from mmakd.models.utils import build_model_from_spec
     student = build_model_from_spec(dict(cfg_path=LOCAL_STUDENT), 'm')
     teacher = build_model_from_spec(dict(cfg_path=LOCAL_STUDENT), 'm')
     distiller = _distiller('neck', data_idx=1)
@@ -317,8 +341,8 @@ def test_feat_mode_losses_equal_mmrazor_fpn_teacher_distill():
                                           distiller)
         assert ours.teacher_forward == 'feat'
         data = ours.data_preprocessor(batch, True)
-        data = dict(batch_inputs=data['inputs'],
-                    data_samples=data['data_samples'])
+        data = dict(
+            batch_inputs=data['inputs'], data_samples=data['data_samples'])
         a, b = _losses_with_seed(ours, data), _losses_with_seed(theirs, data)
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
@@ -341,11 +365,14 @@ def test_fused_teacher_losses_match_the_unfused_ones():
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + .5)
     distiller = _distiller('decode_head.conv_seg')
     theirs = SingleTeacherDistill(
-        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
+        architecture=copy.deepcopy(student),
+        teacher=copy.deepcopy(teacher),
         distiller=copy.deepcopy(distiller))
     ours = FlexibleTeacherDistill(
-        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
-        distiller=copy.deepcopy(distiller), fuse_teacher_conv_bn=True)
+        architecture=copy.deepcopy(student),
+        teacher=copy.deepcopy(teacher),
+        distiller=copy.deepcopy(distiller),
+        fuse_teacher_conv_bn=True)
     n_bn = sum(isinstance(m, _BatchNorm) for m in teacher.modules())
     assert len(ours.fused_teacher_convs) == n_bn > 20
     assert not any(isinstance(m, _BatchNorm) for m in ours.teacher.modules())
@@ -353,15 +380,18 @@ def test_fused_teacher_losses_match_the_unfused_ones():
     ours.train()
     theirs.train()
     batch = ours.data_preprocessor(_seg_batch(), True)
-    data = dict(batch_inputs=batch['inputs'], data_samples=batch['data_samples'])
+    data = dict(
+        batch_inputs=batch['inputs'], data_samples=batch['data_samples'])
     a, b = _losses_with_seed(ours, data), _losses_with_seed(theirs, data)
     assert set(a) == set(b)
     assert a['distill.loss_kd'] > 0
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
     again = FlexibleTeacherDistill(
-        architecture=copy.deepcopy(student), teacher=copy.deepcopy(teacher),
-        distiller=copy.deepcopy(distiller), fuse_teacher_conv_bn=True)
+        architecture=copy.deepcopy(student),
+        teacher=copy.deepcopy(teacher),
+        distiller=copy.deepcopy(distiller),
+        fuse_teacher_conv_bn=True)
     again.load_state_dict(ours.state_dict(), strict=True)
 
 
@@ -369,21 +399,27 @@ def test_fused_teacher_keeps_recorded_pairs():
     """A recorder on a BatchNorm's output keeps that BatchNorm."""
     source = 'backbone.layer4.0.bn2'
     model = FlexibleTeacherDistill(
-        architecture=_seg_model(), teacher=_seg_model(),
-        distiller=_distiller(source), fuse_teacher_conv_bn=True)
-    assert isinstance(model.teacher.get_submodule(source),
-                      torch.nn.BatchNorm2d)
+        architecture=_seg_model(),
+        teacher=_seg_model(),
+        distiller=_distiller(source),
+        fuse_teacher_conv_bn=True)
+    assert isinstance(
+        model.teacher.get_submodule(source), torch.nn.BatchNorm2d)
     assert 'backbone.layer4.0.conv2' not in model.fused_teacher_convs
     assert 'backbone.layer4.0.conv1' in model.fused_teacher_convs
 
 
 def test_fusing_a_trainable_teacher_is_refused():
-    with pytest.raises(ValueError, match='model.fuse_teacher_conv_bn=True '
-                       'needs a frozen teacher'):
+    with pytest.raises(
+            ValueError,
+            match='model.fuse_teacher_conv_bn=True '
+            'needs a frozen teacher'):
         FlexibleTeacherDistill(
-            architecture=_seg_model(), teacher=_seg_model(),
+            architecture=_seg_model(),
+            teacher=_seg_model(),
             distiller=_distiller('decode_head.conv_seg'),
-            teacher_trainable=True, fuse_teacher_conv_bn=True)
+            teacher_trainable=True,
+            fuse_teacher_conv_bn=True)
 
 
 # ---------------------------------------------------------------------------
@@ -400,8 +436,8 @@ def test_recorder_source_that_is_not_a_module():
     distiller = _distiller('decode_head.conv_seg')
     distiller['teacher_recorders']['r']['source'] = 'decode_head.conv_sg'
     with pytest.raises(ValueError) as info:
-        FlexibleTeacherDistill(architecture=student, teacher=teacher,
-                               distiller=distiller)
+        FlexibleTeacherDistill(
+            architecture=student, teacher=teacher, distiller=distiller)
     message = str(info.value)
     assert message.startswith(
         "model.distiller.teacher_recorders.r.source='decode_head.conv_sg' "
@@ -411,13 +447,15 @@ def test_recorder_source_that_is_not_a_module():
 
 def test_method_recorder_that_cannot_be_imported():
     student, teacher = _psp_pair()
-    distiller = _distiller('mmseg.models.decode_heads.NoSuchHead.forward',
-                           recorder='MethodOutputs')
-    with pytest.raises(ValueError,
-                       match=r'student_recorders.r.source=.*cannot be '
-                       r'imported'):
-        FlexibleTeacherDistill(architecture=student, teacher=teacher,
-                               distiller=distiller)
+    distiller = _distiller(
+        'mmseg.models.decode_heads.NoSuchHead.forward',
+        recorder='MethodOutputs')
+    with pytest.raises(
+            ValueError,
+            match=r'student_recorders.r.source=.*cannot be '
+            r'imported'):
+        FlexibleTeacherDistill(
+            architecture=student, teacher=teacher, distiller=distiller)
 
 
 def test_record_shapes_that_no_connector_aligns():
@@ -425,9 +463,10 @@ def test_record_shapes_that_no_connector_aligns():
     student, teacher = _psp_pair()
     distiller = _distiller('decode_head.bottleneck')
     with pytest.raises(ValueError) as info:
-        FlexibleTeacherDistill(architecture=copy.deepcopy(student),
-                               teacher=copy.deepcopy(teacher),
-                               distiller=copy.deepcopy(distiller))
+        FlexibleTeacherDistill(
+            architecture=copy.deepcopy(student),
+            teacher=copy.deepcopy(teacher),
+            distiller=copy.deepcopy(distiller))
     message = str(info.value)
     assert 'model.distiller.loss_forward_mappings.loss_kd' in message
     assert "'preds_S' has per-sample shape(s) [(32, 8, 8)]" in message
@@ -436,37 +475,46 @@ def test_record_shapes_that_no_connector_aligns():
 
     def with_connector(out_channel):
         cfg = copy.deepcopy(distiller)
-        cfg['connectors'] = dict(align=dict(
-            type='ConvModuleConnector', in_channel=32,
-            out_channel=out_channel, kernel_size=1))
+        cfg['connectors'] = dict(
+            align=dict(
+                type='ConvModuleConnector',
+                in_channel=32,
+                out_channel=out_channel,
+                kernel_size=1))
         cfg['loss_forward_mappings']['loss_kd']['preds_S'][
             'connector'] = 'align'
-        return FlexibleTeacherDistill(architecture=copy.deepcopy(student),
-                                      teacher=copy.deepcopy(teacher),
-                                      distiller=cfg)
+        return FlexibleTeacherDistill(
+            architecture=copy.deepcopy(student),
+            teacher=copy.deepcopy(teacher),
+            distiller=cfg)
 
     with_connector(64)  # aligned: builds
     with pytest.raises(ValueError, match='the connector does not align'):
         with_connector(48)
-    FlexibleTeacherDistill(architecture=student, teacher=teacher,
-                           distiller=distiller, check_shapes=False)
+    FlexibleTeacherDistill(
+        architecture=student,
+        teacher=teacher,
+        distiller=distiller,
+        check_shapes=False)
 
 
 @pytest.mark.parametrize('policy', ['raise', 'skip'])
 def test_nonfinite_distillation_losses(policy, monkeypatch):
     student, teacher = _psp_pair()
     model = FlexibleTeacherDistill(
-        architecture=student, teacher=teacher,
-        distiller=_distiller('decode_head.conv_seg'), nonfinite=policy)
+        architecture=student,
+        teacher=teacher,
+        distiller=_distiller('decode_head.conv_seg'),
+        nonfinite=policy)
     monkeypatch.setattr(
-        model.distiller, 'compute_distill_losses',
-        lambda: dict(loss_kd=torch.tensor(float('nan')),
-                     other_loss=torch.tensor(1.0)))
+        model.distiller, 'compute_distill_losses', lambda: dict(
+            loss_kd=torch.tensor(float('nan')), other_loss=torch.tensor(1.0)))
     data = model.data_preprocessor(_seg_batch(), True)
     if policy == 'raise':
-        with pytest.raises(FloatingPointError,
-                           match=r"\['loss_kd'\] are NaN or Inf.*"
-                           r"model.nonfinite='skip'"):
+        with pytest.raises(
+                FloatingPointError,
+                match=r"\['loss_kd'\] are NaN or Inf.*"
+                r"model.nonfinite='skip'"):
             model.loss(data['inputs'], data['data_samples'])
     else:
         losses = model.loss(data['inputs'], data['data_samples'])
@@ -477,6 +525,116 @@ def test_nonfinite_distillation_losses(policy, monkeypatch):
 def test_invalid_nonfinite_policy():
     student, teacher = _psp_pair()
     with pytest.raises(ValueError, match="model.nonfinite must be 'raise'"):
-        FlexibleTeacherDistill(architecture=student, teacher=teacher,
-                               distiller=_distiller('decode_head.conv_seg'),
-                               nonfinite='ignore')
+        FlexibleTeacherDistill(
+            architecture=student,
+            teacher=teacher,
+            distiller=_distiller('decode_head.conv_seg'),
+            nonfinite='ignore')
+
+
+# ---------------------------------------------------------------------------
+# one device-to-host synchronisation for all finiteness checks
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize('akd', [False, True])
+def test_finiteness_checks_cost_one_synchronisation(overlay_cfg, akd):
+    """The issue's case: CWD on the 5 FPN levels (6 synchronisations per
+    iteration with AKD before: one per AKD loss plus the algorithm's)."""
+    cfg = copy.deepcopy(overlay_cfg.model)
+    if akd:
+        cfg.distiller.type = 'AvatarDistiller'
+        cfg.distiller.avatars = dict(num_avatars=2)
+    model = MODELS.build(cfg)
+    model.train()
+    data = model.data_preprocessor(
+        det_batch(2, 64, 64, num_classes=6, seed=0), True)
+    with model.distiller.teacher_recorders, torch.no_grad():
+        model.teacher.extract_feat(data['inputs'])
+    with model.distiller.student_recorders:
+        model.student.extract_feat(data['inputs'])
+    with CountHostSyncs() as syncs:
+        losses = model._distill_losses()
+    assert syncs.count == 1
+    assert len([k for k in losses if k.startswith('loss_cwd')]) == 5
+    # the distiller alone (under another algorithm) also syncs once
+    if akd:
+        model.distiller.defer_finite_check = False
+        with CountHostSyncs() as syncs:
+            model.distiller.compute_distill_losses()
+        assert syncs.count == 1
+
+
+def test_nonfinite_teacher_still_named_after_the_single_check(overlay_cfg):
+    cfg = copy.deepcopy(overlay_cfg.model)
+    cfg.distiller.type = 'AvatarDistiller'
+    model = MODELS.build(cfg)
+    assert model.distiller.defer_finite_check
+    with torch.no_grad():
+        model.teacher.neck.fpn_convs[1].conv.bias[0] = float('inf')
+    data = model.data_preprocessor(
+        det_batch(2, 64, 64, num_classes=6, seed=0), True)
+    with pytest.raises(FloatingPointError) as info:
+        model.loss(data['inputs'], data['data_samples'])
+    message = str(info.value)
+    assert "preds_T (recorder 'fpn') holds NaN or Inf" in message
+    assert "model.nonfinite='skip'" in message
+
+
+# ---------------------------------------------------------------------------
+# teacher_eval
+# ---------------------------------------------------------------------------
+def test_teacher_eval_turns_the_teachers_dropout_off():
+    """PSPNet's Dropout2d(0.1) before conv_seg perturbs the recorded logits
+    of MMRazor's train-mode teacher; teacher_eval=True gives the vanilla
+    teacher's logits, stays on through model.train(), and leaves the
+    student in training mode."""
+    student, teacher = _psp_pair()
+    distiller = _distiller('decode_head.conv_seg')
+    data = None
+    records = {}
+    for teacher_eval in (False, True):
+        model = FlexibleTeacherDistill(
+            architecture=copy.deepcopy(student),
+            teacher=copy.deepcopy(teacher),
+            distiller=copy.deepcopy(distiller),
+            teacher_eval=teacher_eval)
+        model.train()
+        assert model.student.training
+        dropouts = [
+            m for m in model.teacher.modules()
+            if isinstance(m, torch.nn.Dropout2d)
+        ]
+        assert dropouts and all(m.training != teacher_eval for m in dropouts)
+        assert model.teacher.training != teacher_eval
+        if data is None:
+            data = model.data_preprocessor(_seg_batch(), True)
+        runs = []
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            model.loss(data['inputs'], data['data_samples'])
+            runs.append(model.distiller.get_record('r', False).clone())
+        records[teacher_eval] = runs
+    assert not torch.equal(*records[False])  # dropout: differs per call
+    assert torch.equal(*records[True])  # eval: the vanilla teacher
+    with torch.no_grad():
+        vanilla = copy.deepcopy(teacher).eval()(data['inputs'], mode='tensor')
+    torch.testing.assert_close(records[True][0], vanilla)
+
+
+def test_teacher_eval_validation():
+    student, teacher = _psp_pair()
+    with pytest.raises(
+            ValueError,
+            match='model.teacher_eval=True .* '
+            'model.teacher_trainable=False'):
+        FlexibleTeacherDistill(
+            architecture=student,
+            teacher=teacher,
+            distiller=_distiller('decode_head.conv_seg'),
+            teacher_eval=True,
+            teacher_trainable=True)
+    with pytest.raises(TypeError, match='model.teacher_eval must be'):
+        FlexibleTeacherDistill(
+            architecture=student,
+            teacher=teacher,
+            distiller=_distiller('decode_head.conv_seg'),
+            teacher_eval='yes')

@@ -9,12 +9,12 @@ from typing import Dict, Optional
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import REPO
 from mmengine.logging import MessageHub
 from torch import nn
 
 from mmakd.models import AvatarDistiller, BaseAvatarPerturbation
 from mmakd.registry import MODELS
-from helpers import REPO
 
 GOLDEN = osp.join(REPO, 'tests/data/golden/akd_losses.json')
 
@@ -64,15 +64,17 @@ def fresh_message_hub():
     MessageHub.get_instance(f'akd-test-{uuid.uuid4()}')
 
 
-def build(losses: Dict, mappings: Dict, avatars: Optional[Dict] = None,
-          connectors: Optional[Dict] = None, student=None, teacher=None,
+def build(losses: Dict,
+          mappings: Dict,
+          avatars: Optional[Dict] = None,
+          connectors: Optional[Dict] = None,
+          student=None,
+          teacher=None,
           source='feat'):
     distiller = AvatarDistiller(
         avatars=avatars,
-        student_recorders=dict(
-            feat=dict(type='ModuleOutputs', source=source)),
-        teacher_recorders=dict(
-            feat=dict(type='ModuleOutputs', source=source)),
+        student_recorders=dict(feat=dict(type='ModuleOutputs', source=source)),
+        teacher_recorders=dict(feat=dict(type='ModuleOutputs', source=source)),
         distill_losses=losses,
         loss_forward_mappings=mappings,
         connectors=connectors)
@@ -92,8 +94,10 @@ def run(distiller, student, teacher, x_s, x_t=None):
 
 
 def pair(loss_cfg, s_key='preds_S', t_key='preds_T', **t_extra):
-    return (dict(loss_a=loss_cfg),
-            dict(loss_a={
+    return (
+        dict(loss_a=loss_cfg),
+        dict(
+            loss_a={
                 s_key: dict(from_student=True, recorder='feat'),
                 t_key: dict(from_student=False, recorder='feat', **t_extra)
             }))
@@ -110,28 +114,51 @@ def hand_case(tau=1.0, uncertainty=True):
     losses, mappings = pair(
         dict(type='L2Loss', normalize=False, loss_weight=1.0), 's_feature',
         't_feature')
+    uncertainty = None if not uncertainty else \
+        dict() if tau is None else dict(tau=tau)
     avatars = dict(
         num_avatars=2,
-        perturbation=dict(type='TestFixedAvatars', factors=(1.0, 2.0)),
+        perturbation=dict(type='TestFixedAvatars', factors=(1.5, 2.0)),
         normalize=True,
-        uncertainty=dict(tau=tau) if uncertainty else None)
-    return build(losses, mappings, avatars, student=identity_net(),
-                 teacher=identity_net())
+        uncertainty=uncertainty)
+    return build(
+        losses,
+        mappings,
+        avatars,
+        student=identity_net(),
+        teacher=identity_net())
 
 
 def test_golden_l2_by_hand():
-    """Avatars T and 2T standardise to the same tensor, so the combined loss
-    is the L2 loss of norm(S) and norm(T): sum((S-T)^2) / N
-    = 4 * (2/sqrt(5))^2 / 2 = 1.6. Their uncertainties are 0 and ~1, so the
-    weights are softmax(-(0, 1)) = (0.7311, 0.2689)."""
+    """Avatars 1.5T and 2T standardise to the same tensor, so the combined
+    loss is the L2 loss of norm(S) and norm(T): sum((S-T)^2) / N
+    = 4 * (2/sqrt(5))^2 / 2 = 1.6.
+
+    Their drifts: cT has D_mu = (c-1) mu_T = (c-1)(4, 1) and D_sigma =
+    (c-1) sigma_T = (c-1)(sqrt(5), 1), so u = (c-1)^2 (16 + 1 + 5 + 1) /
+    (5 + 1) = (c-1)^2 * 23/6: 23/24 and 23/6, a ratio of 4. The weights are
+    proportional to u^(-1/tau): (0.8, 0.2) at tau = 1."""
     distiller, student, teacher = hand_case()
     out = run(distiller, student, teacher, S, T)
     assert out['loss_a'].item() == pytest.approx(1.6, abs=1e-4)
-    assert out['akd.a.w0'].item() == pytest.approx(1 / (1 + math.exp(-1)),
-                                                   abs=1e-4)
-    assert out['akd.a.w1'].item() == pytest.approx(0.2689, abs=1e-4)
-    assert out['akd.a.u'].item() == pytest.approx(0.5, abs=1e-4)
+    assert out['akd.a.w0'].item() == pytest.approx(0.8, abs=1e-5)
+    assert out['akd.a.w1'].item() == pytest.approx(0.2, abs=1e-5)
+    assert out['akd.a.wmax_over_wmin'].item() == pytest.approx(4.0, rel=1e-5)
+    assert out['akd.a.u'].item() == pytest.approx(
+        (23 / 24 + 23 / 6) / 2, rel=1e-5)
     assert not any('loss' in k for k in out if k.startswith('akd.'))
+
+
+def test_golden_weights_at_the_default_tau():
+    """tau = 4 by default: a 4x drift ratio gives a weight ratio of
+    4 ** (1/4) = sqrt(2), w0 = sqrt(2) / (1 + sqrt(2))."""
+    distiller, student, teacher = hand_case(tau=None)
+    assert distiller.tau == 4.0
+    out = run(distiller, student, teacher, S, T)
+    assert out['akd.a.w0'].item() == pytest.approx(
+        math.sqrt(2) / (1 + math.sqrt(2)), abs=1e-5)
+    assert out['akd.a.wmax_over_wmin'].item() == pytest.approx(
+        math.sqrt(2), rel=1e-5)
 
 
 def test_golden_equal_weights_without_uncertainty():
@@ -142,26 +169,30 @@ def test_golden_equal_weights_without_uncertainty():
 
 
 def test_golden_weighting_with_unequal_losses():
-    """Without normalisation the two Avatars give different losses:
-    L(S, T) = sum((S-T)^2)/N = 4*4/2 = 8 and
-    L(S, 2T) = sum((S-2T)^2)/N, both checked against the weighted sum."""
+    """Without normalisation the two Avatars give different losses,
+    L(S, 1.5T) and L(S, 2T) = sum((S - cT)^2) / N, weighted by
+    (16, 1) / 17: the drift ratio 4 to the power 1 / tau = 2."""
     losses, mappings = pair(
         dict(type='L2Loss', normalize=False), 's_feature', 't_feature')
     distiller, student, teacher = build(
-        losses, mappings,
-        dict(num_avatars=2,
-             perturbation=dict(type='TestFixedAvatars', factors=(1.0, 2.0)),
-             normalize=False, uncertainty=dict(tau=0.5)),
-        student=identity_net(), teacher=identity_net())
+        losses,
+        mappings,
+        dict(
+            num_avatars=2,
+            perturbation=dict(type='TestFixedAvatars', factors=(1.5, 2.0)),
+            normalize=False,
+            uncertainty=dict(tau=0.5)),
+        student=identity_net(),
+        teacher=identity_net())
     out = run(distiller, student, teacher, S, T)
-    l1 = ((S - T)**2).sum() / 2
+    l1 = ((S - 1.5 * T)**2).sum() / 2
     l2 = ((S - 2 * T)**2).sum() / 2
-    assert l1.item() == 8.0
+    # S - 2T: (1, -5 | 0, 0) and (-3, -9 | -2, -2): 124 / 2
+    assert l2.item() == 62.0
     w0, w1 = out['akd.a.w0'].item(), out['akd.a.w1'].item()
-    assert w0 / w1 == pytest.approx(math.exp(out['akd.a.u'].item() * 2 * 2),
-                                    rel=1e-3)  # exp((u1 - u0) / tau)
-    assert out["loss_a"].item() == pytest.approx((w0 * l1 + w1 * l2).item(),
-                                                rel=1e-5)
+    assert (w0, w1) == pytest.approx((16 / 17, 1 / 17), rel=1e-5)
+    assert out["loss_a"].item() == pytest.approx(
+        (w0 * l1 + w1 * l2).item(), rel=1e-5)
 
 
 def _reference_akd_cwd(s, avatar, tau, loss_weight):
@@ -171,8 +202,8 @@ def _reference_akd_cwd(s, avatar, tau, loss_weight):
     n, c, h, w = s.shape
     s = nn.BatchNorm2d(c, affine=False).train()(s)
     p_t = F.softmax(avatar.reshape(-1, h * w) / tau, dim=1)
-    cost = torch.sum(p_t * F.log_softmax(avatar.reshape(-1, h * w) / tau, 1)
-                     - p_t * F.log_softmax(s.reshape(-1, h * w) / tau, 1))
+    cost = torch.sum(p_t * F.log_softmax(avatar.reshape(-1, h * w) / tau, 1) -
+                     p_t * F.log_softmax(s.reshape(-1, h * w) / tau, 1))
     return cost * tau**2 / (c * n) * loss_weight
 
 
@@ -188,16 +219,18 @@ def test_k1_dropout_student_normalisation_is_the_reference_cwd():
     losses, mappings = pair(
         dict(type='ChannelWiseDivergence', tau=2.0, loss_weight=3.0))
     distiller, _, _ = build(
-        losses, mappings,
-        dict(num_avatars=1,
-             perturbation=dict(
-                 type='TestFixedAvatars', avatars=avatar.unsqueeze(0)),
-             normalize='student'),
-        student=student, teacher=teacher)
+        losses,
+        mappings,
+        dict(
+            num_avatars=1,
+            perturbation=dict(
+                type='TestFixedAvatars', avatars=avatar.unsqueeze(0)),
+            normalize='student'),
+        student=student,
+        teacher=teacher)
     out = run(distiller, student, teacher, x)
     expected = _reference_akd_cwd(s_feat, avatar, 2.0, 3.0)
-    torch.testing.assert_close(out['loss_a'], expected, rtol=1e-5,
-                               atol=1e-6)
+    torch.testing.assert_close(out['loss_a'], expected, rtol=1e-5, atol=1e-6)
     assert out['akd.a.w0'].item() == 1.0
 
 
@@ -211,8 +244,8 @@ def _golden_inputs():
     return s, t, avatars
 
 
-@pytest.mark.parametrize('case', ['cwd_both', 'cwd_student', 'kl_both',
-                                  'l2_teacher', 'maskd_both'])
+@pytest.mark.parametrize(
+    'case', ['cwd_both', 'cwd_student', 'kl_both', 'l2_teacher', 'maskd_both'])
 def test_golden_json(case):
     """Combined losses on fixed inputs, frozen in tests/data/golden; the
     values were computed with the formula above (not by this code)."""
@@ -231,11 +264,15 @@ def test_golden_json(case):
         else ('preds_S', 'preds_T')
     losses, mappings = pair(loss_cfg, *keys)
     distiller, _, _ = build(
-        losses, mappings,
-        dict(num_avatars=2,
-             perturbation=dict(type='TestFixedAvatars', avatars=avatars),
-             normalize=golden['normalize'], uncertainty=dict(tau=1.0)),
-        student=student, teacher=teacher)
+        losses,
+        mappings,
+        dict(
+            num_avatars=2,
+            perturbation=dict(type='TestFixedAvatars', avatars=avatars),
+            normalize=golden['normalize'],
+            uncertainty=dict(tau=1.0)),
+        student=student,
+        teacher=teacher)
     out = run(distiller, student, teacher, torch.zeros(2, 3, 4, 5))
     assert out['loss_a'].item() == pytest.approx(golden['value'], rel=1e-5)
     assert [out['akd.a.w0'].item(), out['akd.a.w1'].item()] == \
@@ -251,8 +288,12 @@ def test_gradients_reach_the_student_only():
     student, teacher = Net(3, 8), Net(3, 8)
     for p in teacher.parameters():
         p.requires_grad_(True)  # even a trainable teacher gets nothing
-    distiller, _, _ = build(losses, mappings, dict(num_avatars=4),
-                            student=student, teacher=teacher)
+    distiller, _, _ = build(
+        losses,
+        mappings,
+        dict(num_avatars=4),
+        student=student,
+        teacher=teacher)
     x = torch.randn(2, 3, 8, 8)
     with distiller.teacher_recorders:
         teacher(x)  # with grad enabled on purpose
@@ -272,19 +313,27 @@ def test_teacher_connector_learns_teacher_does_not():
     """Avatars are drawn before a teacher-side connector; a trainable
     connector gets gradients from every Avatar, the teacher none."""
     losses = dict(loss_a=dict(type='L2Loss'))
-    mappings = dict(loss_a=dict(
-        s_feature=dict(from_student=True, recorder='feat'),
-        t_feature=dict(from_student=False, recorder='feat',
-                       connector='t_align')))
-    connectors = dict(t_align=dict(
-        type='ConvModuleConnector', in_channel=8, out_channel=8,
-        kernel_size=1))
+    mappings = dict(
+        loss_a=dict(
+            s_feature=dict(from_student=True, recorder='feat'),
+            t_feature=dict(
+                from_student=False, recorder='feat', connector='t_align')))
+    connectors = dict(
+        t_align=dict(
+            type='ConvModuleConnector',
+            in_channel=8,
+            out_channel=8,
+            kernel_size=1))
     student, teacher = Net(3, 8), Net(3, 8)
     for p in teacher.parameters():
         p.requires_grad_(True)
-    distiller, _, _ = build(losses, mappings, dict(num_avatars=3),
-                            connectors=connectors, student=student,
-                            teacher=teacher)
+    distiller, _, _ = build(
+        losses,
+        mappings,
+        dict(num_avatars=3),
+        connectors=connectors,
+        student=student,
+        teacher=teacher)
     x = torch.randn(2, 3, 8, 8)
     with distiller.teacher_recorders:
         teacher(x)
@@ -305,8 +354,7 @@ class FPNLike(nn.Module):
     def __init__(self):
         super().__init__()
         self.stem = nn.Conv2d(3, 16, 3, padding=1)
-        self.neck = nn.ModuleList(
-            [nn.Conv2d(16, 16, 1) for _ in range(3)])
+        self.neck = nn.ModuleList([nn.Conv2d(16, 16, 1) for _ in range(3)])
 
     def forward(self, x):
         x = self.stem(x)
@@ -342,12 +390,18 @@ class _TupleNeck(nn.Module):
 
 def test_pkd_on_a_tuple_of_fpn_levels():
     losses = dict(loss_pkd=dict(type='PKDLoss', loss_weight=6.0))
-    mappings = dict(loss_pkd=dict(
-        preds_S=dict(from_student=True, recorder='feat'),
-        preds_T=dict(from_student=False, recorder='feat')))
+    mappings = dict(
+        loss_pkd=dict(
+            preds_S=dict(from_student=True, recorder='feat'),
+            preds_T=dict(from_student=False, recorder='feat')))
     student, teacher = NeckWrapper(), NeckWrapper()
-    distiller, _, _ = build(losses, mappings, dict(num_avatars=3),
-                            student=student, teacher=teacher, source='neck')
+    distiller, _, _ = build(
+        losses,
+        mappings,
+        dict(num_avatars=3),
+        student=student,
+        teacher=teacher,
+        source='neck')
     out = run(distiller, student, teacher, torch.randn(2, 3, 16, 16))
     assert torch.isfinite(out['loss_pkd'])
     assert out['loss_pkd'].requires_grad
@@ -375,8 +429,12 @@ def test_logits(loss_cfg, shape):
 
     losses, mappings = pair(loss_cfg)
     student, teacher = Logits(), Logits()
-    distiller, _, _ = build(losses, mappings, dict(num_avatars=2),
-                            student=student, teacher=teacher)
+    distiller, _, _ = build(
+        losses,
+        mappings,
+        dict(num_avatars=2),
+        student=student,
+        teacher=teacher)
     out = run(distiller, student, teacher, torch.randn(*shape))
     assert out['loss_a'] > 0
     out['loss_a'].backward()
@@ -390,8 +448,12 @@ def test_logits(loss_cfg, shape):
     (dict(type='ChannelWiseDivergence', tau=1.0, loss_weight=5.0),
      ('preds_S', 'preds_T'), None),
     (dict(type='MGDLoss', alpha_mgd=2e-5), ('preds_S', 'preds_T'),
-     dict(s_mgd=dict(type='MGDConnector', student_channels=8,
-                     teacher_channels=8, lambda_mgd=0.65))),
+     dict(
+         s_mgd=dict(
+             type='MGDConnector',
+             student_channels=8,
+             teacher_channels=8,
+             lambda_mgd=0.65))),
     (dict(type='PKDLoss', loss_weight=6.0), ('preds_S', 'preds_T'), None),
     (dict(type='L2Loss', loss_weight=1.0), ('s_feature', 't_feature'), None),
     (dict(type='KLDivergence', tau=1.0), ('preds_S', 'preds_T'), None),
@@ -404,38 +466,73 @@ def test_mmrazor_losses_train(loss_cfg, keys, connectors):
     if connectors:
         mappings['loss_a'][keys[0]]['connector'] = 's_mgd'
     student, teacher = Net(3, 8), Net(3, 8)
-    distiller, _, _ = build(losses, mappings, dict(num_avatars=2),
-                            connectors=connectors, student=student,
-                            teacher=teacher)
+    distiller, _, _ = build(
+        losses,
+        mappings,
+        dict(num_avatars=2),
+        connectors=connectors,
+        student=student,
+        teacher=teacher)
     out = run(distiller, student, teacher, torch.randn(2, 3, 8, 8))
     assert torch.isfinite(out['loss_a']) and out['loss_a'] > 0
     out['loss_a'].backward()
     assert student.feat.weight.grad.abs().sum() > 0
 
 
-def _fbkd_case(normalize):
+def _fbkd_case(normalize, normalize_at='auto'):
     losses = dict(loss_s0=dict(type='FBKDLoss'))
-    mappings = dict(loss_s0=dict(
-        s_input=dict(from_student=True, recorder='feat', connector='s0'),
-        t_input=dict(from_student=False, recorder='feat', connector='t0')))
-    common = dict(in_channels=16, reduction=4, mode='dot_product',
-                  sub_sample=True, maxpool_stride=2)
-    connectors = dict(s0=dict(type='FBKDStudentConnector', **common),
-                      t0=dict(type='FBKDTeacherConnector', **common))
+    mappings = dict(
+        loss_s0=dict(
+            s_input=dict(from_student=True, recorder='feat', connector='s0'),
+            t_input=dict(from_student=False, recorder='feat', connector='t0')))
+    common = dict(
+        in_channels=16,
+        reduction=4,
+        mode='dot_product',
+        sub_sample=True,
+        maxpool_stride=2)
+    connectors = dict(
+        s0=dict(type='FBKDStudentConnector', **common),
+        t0=dict(type='FBKDTeacherConnector', **common))
     student, teacher = Net(3, 16), Net(3, 16)
-    return build(losses, mappings,
-                 dict(num_avatars=2, normalize=normalize),
-                 connectors=connectors, student=student, teacher=teacher)
+    return build(
+        losses,
+        mappings,
+        dict(num_avatars=2, normalize=normalize, normalize_at=normalize_at),
+        connectors=connectors,
+        student=student,
+        teacher=teacher)
 
 
-def test_fbkd_with_normalisation_is_refused_with_the_reason():
+def test_fbkd_standardises_its_features_before_the_connectors():
+    """FBKD's connectors turn features into masks and pooled maps (tuples of
+    6 and 5 tensors); 'auto' standardises the recorded features instead,
+    which is 'record'."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 16, 16)
     distiller, student, teacher = _fbkd_case(normalize=True)
-    with pytest.raises(ValueError) as info:
+    out = run(distiller, student, teacher, x)
+    assert distiller.resolved_normalize_at == {'loss_s0': 'record'}
+    assert torch.isfinite(out['loss_s0'])
+    out['loss_s0'].backward()
+    assert student.feat.weight.grad.abs().sum() > 0
+    torch.manual_seed(0)
+    explicit, student2, teacher2 = _fbkd_case(True, 'record')
+    explicit.load_state_dict(distiller.state_dict())
+    student2.load_state_dict(student.state_dict())
+    teacher2.load_state_dict(teacher.state_dict())
+    again = run(explicit, student2, teacher2, x)
+    torch.testing.assert_close(again['loss_s0'], out['loss_s0'])
+
+
+def test_fbkd_at_the_loss_is_refused_with_the_reason():
+    distiller, student, teacher = _fbkd_case(True, 'loss')
+    with pytest.raises(TypeError) as info:
         run(distiller, student, teacher, torch.randn(2, 3, 16, 16))
     message = str(info.value)
     assert 'FBKDLoss' in message and 'loss_s0' in message
     assert 'a tuple of 6' in message and 'a tuple of 5' in message
-    assert 'normalize=False' in message
+    assert "normalize_at='record'" in message
 
 
 def test_fbkd_without_normalisation_trains():
@@ -462,8 +559,8 @@ def _two_losses(avatars):
             s_feature=dict(from_student=True, recorder='feat'),
             t_feature=dict(from_student=False, recorder='feat')))
     torch.manual_seed(0)
-    return build(losses, mappings, avatars, student=Net(3, 8),
-                 teacher=Net(3, 8))
+    return build(
+        losses, mappings, avatars, student=Net(3, 8), teacher=Net(3, 8))
 
 
 def test_losses_selects_which_losses_use_avatars():
@@ -522,8 +619,27 @@ def test_avatars_follow_the_runner_seed_iteration_and_rank(monkeypatch):
      r'model.distiller.avatars.perturbation.p must be a number in \[0, 1\)'),
     (dict(perturbation=dict(type='AvatarDropout', p=-0.2)), ValueError,
      r'avatars.perturbation.p must be'),
-    (dict(perturbation=dict(type='AvatarDropout', num_avatars=3)),
+    (dict(
+        num_avatars=2, perturbation=dict(type='AvatarDropout', num_avatars=3)),
      ValueError, r'perturbation.num_avatars=3 contradicts'),
+    (dict(
+        num_avatars=2,
+        perturbation=dict(type='AvatarDropout', p=(0.1, 0.2, 0.4))),
+     ValueError, r'model.distiller.avatars.perturbation defines 3 Avatars '
+     r'.* but model.distiller.avatars.num_avatars=2'),
+    (dict(perturbation=dict(type='AvatarDropout', p=(0.1, 1.5))), ValueError,
+     r'model.distiller.avatars.perturbation.p\[1\] must be a '
+     r'number in \[0, 1\), got 1.5'),
+    (dict(perturbation=[dict(type='AvatarDropout'), [dict(p=0.1)]]), TypeError,
+     r'model.distiller.avatars.perturbation\[1\] is a list'),
+    (dict(
+        num_avatars=3,
+        perturbation=[
+            dict(type='AvatarDropout', num_avatars=2),
+            dict(type='AvatarGaussianNoise', std=(0.1, 0.2))
+        ]), ValueError, r'perturbation defines 4 Avatars'),
+    (dict(normalize_at='before'), ValueError,
+     r"avatars.normalize_at must be one of \('auto', 'loss', 'record'\)"),
     (dict(perturbation=None), ValueError, r'avatars.perturbation must be'),
     (dict(losses=['loss_nope']), KeyError,
      r"avatars.losses: 'loss_nope' is not in distill_losses"),
@@ -534,7 +650,8 @@ def test_avatars_follow_the_runner_seed_iteration_and_rank(monkeypatch):
      r'avatars.uncertainty.tau must be a number > 0'),
     (dict(uncertainty=dict(temperature=1)), ValueError,
      r'avatars.uncertainty must be None or dict\(tau=...\)'),
-    (dict(num_avatar=2), KeyError, r"avatars has unknown keys \['num_avatar'\]"),
+    (dict(num_avatar=2), KeyError,
+     r"avatars has unknown keys \['num_avatar'\]"),
 ])
 def test_invalid_avatars_settings_name_the_key(avatars, error, match):
     with pytest.raises(error, match=match):
@@ -543,42 +660,99 @@ def test_invalid_avatars_settings_name_the_key(avatars, error, match):
 
 def test_loss_without_teacher_input_is_refused():
     losses = dict(loss_a=dict(type='L2Loss'))
-    mappings = dict(loss_a=dict(
-        s_feature=dict(from_student=True, recorder='feat'),
-        t_feature=dict(from_student=True, recorder='feat')))
+    mappings = dict(
+        loss_a=dict(
+            s_feature=dict(from_student=True, recorder='feat'),
+            t_feature=dict(from_student=True, recorder='feat')))
     with pytest.raises(ValueError, match=r"L2Loss 'loss_a' has 0 teacher"):
         build(losses, mappings, dict(num_avatars=2))
 
 
-def test_student_teacher_shape_mismatch_names_the_mapping():
+def test_base_loss_error_is_reraised_with_the_config_key():
+    """Shapes are the base loss's business; when it fails, the error names
+    the loss, its type, the inputs and the mapping to fix."""
     losses, mappings = pair(dict(type='ChannelWiseDivergence', tau=1.0))
     distiller, student, teacher = build(
-        losses, mappings, dict(num_avatars=2), student=Net(3, 4),
+        losses,
+        mappings,
+        dict(num_avatars=2),
+        student=Net(3, 4),
         teacher=Net(3, 8))
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(RuntimeError) as info:
         run(distiller, student, teacher, torch.randn(2, 3, 8, 8))
     message = str(info.value)
+    assert message.startswith(
+        'model.distiller.distill_losses.loss_a (ChannelWiseDivergence)')
+    assert 'preds_S: shape (2, 4, 8, 8)' in message
     assert 'model.distiller.loss_forward_mappings.loss_a' in message
-    assert "'preds_S' has shape (2, 4, 8, 8)" in message
-    assert "'preds_T' has shape (2, 8, 8, 8)" in message
     assert 'connector' in message
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+class Strided(nn.Module):
+    """``feat`` at full resolution for stride 1, half for stride 2."""
+
+    def __init__(self, stride):
+        super().__init__()
+        self.feat = nn.Conv2d(3, 8, 3, stride=stride, padding=1)
+
+    def forward(self, x):
+        return self.feat(x)
+
+
+def test_levels_of_different_sizes_train_when_the_loss_resizes():
+    """MMRazor's PKDLoss resizes mismatched maps itself (its FPN configs
+    pair levels of different strides): with AKD it trains too, whatever
+    ``normalize``, and equals PKD on standardised inputs at p = 0."""
+    losses, mappings = pair(dict(type='PKDLoss', loss_weight=6.0))
+    for normalize in (True, 'student', False):
+        torch.manual_seed(0)
+        student, teacher = Strided(2), Strided(1)
+        distiller, _, _ = build(
+            losses,
+            mappings,
+            dict(
+                num_avatars=2,
+                normalize=normalize,
+                perturbation=dict(type='AvatarDropout', p=0.0)),
+            student=student,
+            teacher=teacher)
+        x = torch.randn(2, 3, 16, 16)
+        out = run(distiller, student, teacher, x)
+        assert distiller.get_record('feat', True).shape == (2, 8, 8, 8)
+        assert distiller.get_record('feat', False).shape == (2, 8, 16, 16)
+        plain = distiller.distill_losses['loss_a'](distiller.get_record(
+            'feat', True), distiller.get_record('feat', False))
+        # PKD standardises both sides itself: the result is the same
+        torch.testing.assert_close(out['loss_a'], plain, rtol=1e-4, atol=1e-5)
+        out['loss_a'].backward()
+        assert student.feat.weight.grad.abs().sum() > 0
 
 
 def test_non_finite_teacher_is_reported():
     losses, mappings = pair(dict(type='ChannelWiseDivergence', tau=1.0))
-    distiller, student, teacher = build(losses, mappings, dict(num_avatars=2),
-                                        student=Net(3, 8), teacher=Net(3, 8))
+    distiller, student, teacher = build(
+        losses,
+        mappings,
+        dict(num_avatars=2),
+        student=Net(3, 8),
+        teacher=Net(3, 8))
     with torch.no_grad():
         teacher.feat.bias[2] = float('nan')
-    with pytest.raises(FloatingPointError,
-                       match=r"loss_a.preds_T \(recorder 'feat'\) holds NaN"):
+    with pytest.raises(
+            FloatingPointError,
+            match=r"loss_a.preds_T \(recorder 'feat'\) holds NaN"):
         run(distiller, student, teacher, torch.randn(2, 3, 8, 8))
 
 
 def test_bf16_autocast_keeps_statistics_and_loss_in_fp32():
     losses, mappings = pair(dict(type='ChannelWiseDivergence', tau=1.0))
-    distiller, student, teacher = build(losses, mappings, dict(num_avatars=4),
-                                        student=Net(3, 8), teacher=Net(3, 8))
+    distiller, student, teacher = build(
+        losses,
+        mappings,
+        dict(num_avatars=4),
+        student=Net(3, 8),
+        teacher=Net(3, 8))
     x = torch.randn(2, 3, 8, 8) * 50
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = run(distiller, student, teacher, x)
@@ -591,4 +765,81 @@ def test_bf16_autocast_keeps_statistics_and_loss_in_fp32():
 
 def test_extra_repr():
     distiller, _, _ = _two_losses(dict(num_avatars=4, normalize='student'))
-    assert "num_avatars=4, normalize='student', tau=1.0" in repr(distiller)
+    assert ("num_avatars=4, normalize='student', normalize_at='auto', "
+            'tau=4.0') in repr(distiller)
+
+
+# ---------------------------------------------------------------------------
+# heterogeneous and mixed Avatars, calibrated weights
+# ---------------------------------------------------------------------------
+class ReluNet(nn.Module):
+    """A ReLU feature ``feat`` of ``c`` channels."""
+
+    def __init__(self, c=64):
+        super().__init__()
+        self.conv = nn.Conv2d(3, c, 3, padding=1)
+        self.feat = nn.ReLU()
+
+    def forward(self, x):
+        return self.feat(self.conv(x))
+
+
+def _hetero(avatars, c=64, size=16):
+    torch.manual_seed(0)
+    losses, mappings = pair(dict(type='ChannelWiseDivergence', tau=1.0))
+    student, teacher = ReluNet(c), ReluNet(c)
+    distiller, _, _ = build(
+        losses, mappings, avatars, student=student, teacher=teacher)
+    return run(distiller, student, teacher, torch.randn(2, 3, size, size)), \
+        distiller
+
+
+@pytest.mark.parametrize('c', [64, 256])
+def test_heterogeneous_dropout_avatars_are_weighted_by_their_drift(c):
+    """From a config: K inferred from the four strengths, weights strictly
+    decreasing with p, spread >= 1.5 at the default tau, and logged."""
+    out, distiller = _hetero(
+        dict(perturbation=dict(type='AvatarDropout', p=(0.05, 0.1, 0.2, 0.4))),
+        c)
+    assert distiller.num_avatars == 4 and distiller.tau == 4.0
+    w = torch.stack([out[f'akd.a.w{k}'] for k in range(4)])
+    assert (w[1:] < w[:-1]).all()
+    assert out['akd.a.wmax_over_wmin'] == pytest.approx(
+        (w.max() / w.min()).item())
+    assert out['akd.a.wmax_over_wmin'] >= 1.5
+    # without the factor: equal weights, the same Avatars
+    out_eq, _ = _hetero(
+        dict(
+            perturbation=dict(type='AvatarDropout', p=(0.05, 0.1, 0.2, 0.4)),
+            uncertainty=None), c)
+    assert out_eq['akd.a.wmax_over_wmin'] == 1.0
+    assert out_eq['akd.a.u'] == out['akd.a.u']
+
+
+def test_iid_dropout_avatars_get_nearly_equal_weights():
+    out, _ = _hetero(dict(num_avatars=4), 128, 16)
+    assert 1.0 <= out['akd.a.wmax_over_wmin'] <= 1.10
+
+
+def test_mixed_perturbation_types_from_a_list():
+    out, distiller = _hetero(
+        dict(
+            num_avatars=4,
+            perturbation=[
+                dict(type='AvatarDropout', p=0.2, num_avatars=2),
+                dict(type='AvatarGaussianNoise', std=(0.05, 0.1))
+            ]))
+    assert type(distiller.perturbation).__name__ == 'AvatarPerturbationMix'
+    w = [out[f'akd.a.w{k}'].item() for k in range(4)]
+    assert sum(w) == pytest.approx(1.0)
+    # mild noise drifts far less than dropout 0.2: it teaches more
+    assert min(w[2:]) > max(w[:2])
+    assert torch.isfinite(out['loss_a']) and out['loss_a'] > 0
+
+
+def test_per_avatar_strength_via_cfg_options_style_override():
+    """``--cfg-options model.distiller.avatars.perturbation.p='(0.1,0.3)'``
+    gives a dict without type: still AvatarDropout, K from the values."""
+    _, distiller = _hetero(dict(perturbation=dict(p=[0.1, 0.3])))
+    assert distiller.num_avatars == 2
+    assert distiller.perturbation.p == (0.1, 0.3)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from mmakd.models.perturbations import (avatar_channel_dropout,
-                                        avatar_dropout, avatar_gaussian_noise)
+from mmakd.models.perturbations import (avatar_channel_dropout, avatar_dropout,
+                                        avatar_gaussian_noise)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -45,8 +45,9 @@ def test_channel_dropout_zeroes_whole_channels():
     ratio = per_channel.mean().item()
     assert abs(ratio - 0.4) < 5 * (0.4 * 0.6 / per_channel.numel())**0.5
     kept = ~zero.any(-1)
-    torch.testing.assert_close(avatars.flatten(3)[kept],
-                               (x / 0.6).expand_as(avatars).flatten(3)[kept])
+    torch.testing.assert_close(
+        avatars.flatten(3)[kept],
+        (x / 0.6).expand_as(avatars).flatten(3)[kept])
 
 
 def test_channel_dropout_on_logits():
@@ -56,18 +57,17 @@ def test_channel_dropout_on_logits():
 
 
 def test_gaussian_noise_scaled_by_channel_std():
-    x = torch.randn(8, 4, 16, 16) * torch.tensor([0.1, 1.0, 5.0, 20.0
-                                                  ]).view(1, 4, 1, 1)
+    x = torch.randn(8, 4, 16, 16) * torch.tensor([0.1, 1.0, 5.0, 20.0]).view(
+        1, 4, 1, 1)
     avatars = avatar_gaussian_noise(x, 0.2, num_avatars=16, generator=gen())
     noise = avatars - x
     sigma = x.std(dim=(0, 2, 3), correction=0)
     rel = noise.std(dim=(0, 1, 3, 4)) / sigma
-    torch.testing.assert_close(rel, torch.full((4, ), 0.2), atol=0.01,
-                               rtol=0)
+    torch.testing.assert_close(rel, torch.full((4, ), 0.2), atol=0.01, rtol=0)
 
 
-@pytest.mark.parametrize('fn', [avatar_dropout, avatar_channel_dropout,
-                                avatar_gaussian_noise])
+@pytest.mark.parametrize(
+    'fn', [avatar_dropout, avatar_channel_dropout, avatar_gaussian_noise])
 def test_zero_strength_is_identity(fn):
     x = torch.randn(2, 3, 4, 4)
     avatars = fn(x, 0.0, 5, generator=gen())
@@ -75,8 +75,8 @@ def test_zero_strength_is_identity(fn):
     assert all(torch.equal(a, x) for a in avatars)
 
 
-@pytest.mark.parametrize('fn', [avatar_dropout, avatar_channel_dropout,
-                                avatar_gaussian_noise])
+@pytest.mark.parametrize(
+    'fn', [avatar_dropout, avatar_channel_dropout, avatar_gaussian_noise])
 def test_same_seed_same_avatars(fn):
     x = torch.randn(2, 16, 8, 8)
     a = fn(x, 0.2, 4, generator=gen(7))
@@ -145,3 +145,84 @@ def test_gradient_flows_to_input_not_through_mask():
     # d/dx sum_k mask_k * x / (1-p) = sum_k mask_k / (1-p)
     expected = (avatars.detach() != 0).float().sum(0) / 0.5
     torch.testing.assert_close(x.grad, expected)
+
+
+# ---------------------------------------------------------------------------
+# heterogeneous Avatars: one strength per Avatar, still one random draw
+# ---------------------------------------------------------------------------
+P4 = (0.05, 0.1, 0.2, 0.4)
+
+
+def test_dropout_per_avatar_drop_ratios():
+    x = torch.rand(4, 16, 32, 32) + 0.5
+    avatars = avatar_dropout(x, P4, generator=gen())
+    assert avatars.shape == (4, 4, 16, 32, 32)  # K from len(p)
+    n = avatars[0].numel()
+    for k, p in enumerate(P4):
+        dropped = (avatars[k] == 0).float().mean().item()
+        assert abs(dropped - p) < 5 * (p * (1 - p) / n)**0.5
+        kept = avatars[k] != 0
+        torch.testing.assert_close(avatars[k][kept], (x / (1 - p))[kept])
+
+
+def test_channel_dropout_per_avatar_drop_ratios():
+    x = torch.rand(64, 32, 3, 3) + 0.1
+    avatars = avatar_channel_dropout(x, P4, generator=gen())
+    zero = (avatars == 0).flatten(3).all(-1).float()  # (K, N, C)
+    for k, p in enumerate(P4):
+        ratio = zero[k].mean().item()
+        assert abs(ratio - p) < 5 * (p * (1 - p) / zero[k].numel())**0.5
+
+
+def test_gaussian_noise_per_avatar_std():
+    x = torch.randn(8, 4, 16, 16) * 3
+    stds = (0.0, 0.1, 0.5)
+    avatars = avatar_gaussian_noise(x, stds, generator=gen())
+    sigma = x.std(dim=(0, 2, 3), correction=0)
+    for k, std in enumerate(stds):
+        rel = (avatars[k] - x).std(dim=(0, 2, 3), correction=0) / sigma
+        torch.testing.assert_close(
+            rel, torch.full((4, ), std), atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize(
+    'fn', [avatar_dropout, avatar_channel_dropout, avatar_gaussian_noise])
+def test_per_avatar_strengths_are_seeded_and_match_scalar_draws(fn):
+    """The same seed gives the same heterogeneous Avatars; for noise, a
+    sequence of equal values draws exactly the scalar's Avatars (the same
+    random tensor; ``bernoulli_`` samples a tensor of probabilities by
+    another algorithm than a scalar one)."""
+    x = torch.randn(2, 16, 8, 8)
+    if fn is avatar_gaussian_noise:
+        torch.testing.assert_close(
+            fn(x, (0.2, 0.2, 0.2), generator=gen(3)),
+            fn(x, 0.2, 3, generator=gen(3)))
+    a = fn(x, (0.1, 0.3), generator=gen(5))
+    assert torch.equal(a, fn(x, (0.1, 0.3), generator=gen(5)))
+    assert fn(x, (0.0, 0.0), generator=gen()).shape == (2, 2, 16, 8, 8)
+
+
+@pytest.mark.parametrize('fn,method', [(avatar_dropout, 'bernoulli_'),
+                                       (avatar_channel_dropout, 'bernoulli_')])
+def test_heterogeneous_avatars_from_one_random_draw(fn, method, monkeypatch):
+    calls = []
+    original = getattr(torch.Tensor, method)
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.shape)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, method, counting)
+    fn(torch.randn(2, 3, 8, 8), P4)
+    assert len(calls) == 1 and calls[0][0] == 4
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(p=(0.1, 1.0)), r'p\[1\] must be a number in \[0, 1\), got 1.0'),
+    (dict(p=()), r'p must be a number or a non-empty sequence'),
+    (dict(p=(0.1, 0.2), num_avatars=3),
+     r'p gives 2 values \(one per Avatar\) but num_avatars=3'),
+])
+def test_invalid_per_avatar_strengths(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        avatar_dropout(torch.ones(2, 2), **kwargs)

@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from mmakd.models.perturbations import avatar_dropout
 from mmakd.models.utils import (avatar_uncertainty, avatar_weights,
-                                channel_moments, standardize)
+                                channel_moments, combine_uncertainty,
+                                standardize)
 
 # T has N=2, C=2, H=1, W=2.
 #   channel 0 holds 1, 3 | 5, 7: mean 4, variance (9+1+1+9)/4 = 5
@@ -69,25 +71,41 @@ def test_standardize_computes_in_float32():
 
 def test_uncertainty_by_hand():
     # A_1 = T: no drift, u_1 = 0.
-    # A_2 = 2T: D_mu = mu_T = (4, 1), Var_c = 2.25 = Var_c(mu_T)
-    #           D_sigma = sigma_T, Var_c(D_sigma) = Var_c(sigma_T)
-    #           with r = eps * mean_c(sigma_T^2) = 1e-5 * (5 + 1) / 2:
-    #           u_2 = (2.25/(2.25+r) + v/(v+r)) / 2 ~= 1
-    avatars = torch.stack([T, 2 * T])
+    # A_2 = 2T: D_mu = mu_T = (4, 1), D_sigma = sigma_T = (sqrt(5), 1):
+    #           u_2 = (16 + 1 + 5 + 1) / (5 + 1) = 23 / 6
+    # A_3 = 3T: twice the differences, four times the drift: 46 / 3
+    avatars = torch.stack([T, 2 * T, 3 * T])
     u = avatar_uncertainty(T, avatars)
-    var_sigma = ((math.sqrt(5) - 1) / 2)**2
-    r = 1e-5 * 3
-    expected_u2 = 0.5 * (2.25 / (2.25 + r) + var_sigma / (var_sigma + r))
-    torch.testing.assert_close(u, torch.tensor([0.0, expected_u2]))
-    # weights = softmax(-u / tau): e^0 / (e^0 + e^-u2)
-    w = avatar_weights(u, tau=1.0)
-    w1 = 1 / (1 + math.exp(-expected_u2))
-    torch.testing.assert_close(w, torch.tensor([w1, 1 - w1]))
-    assert w[0] == pytest.approx(0.731, abs=1e-3)
+    torch.testing.assert_close(u, torch.tensor([0.0, 23 / 6, 46 / 3]))
+    # weights proportional to u^(-1/tau); u_1 = 0 counts as 1e-8
+    w = avatar_weights(u[1:], tau=1.0)
+    torch.testing.assert_close(w, torch.tensor([0.8, 0.2]))
+    w = avatar_weights(u[1:], tau=2.0)  # ratio sqrt(4) = 2
+    torch.testing.assert_close(w, torch.tensor([2 / 3, 1 / 3]))
+    w = avatar_weights(u, tau=4.0)
+    z = torch.tensor([1e-8, 23 / 6, 46 / 3])**-0.25
+    torch.testing.assert_close(w, z / z.sum())
     # a larger temperature moves the weights towards equal
-    w_hot = avatar_weights(u, tau=100.0)
+    w_hot = avatar_weights(u[1:], tau=100.0)
     assert abs(w_hot[0] - 0.5) < 0.01
     assert avatar_weights(u[:1]).item() == 1.0  # K = 1
+    assert avatar_weights(u[1:2]).item() == 1.0  # K = 1, any drift
+
+
+def test_weights_depend_only_on_drift_ratios():
+    """The same ratio of drifts gives the same weights whatever their size,
+    so tau means the same on every layer."""
+    u = torch.tensor([1.0, 2.0, 8.0])
+    for scale in (1e-5, 1e-2, 1e3):
+        torch.testing.assert_close(
+            avatar_weights(u * scale), avatar_weights(u))
+
+
+def test_combine_uncertainty_is_the_geometric_mean():
+    levels = [torch.tensor([1.0, 4.0]), torch.tensor([100.0, 25.0])]
+    torch.testing.assert_close(
+        combine_uncertainty(levels), torch.tensor([10.0, 10.0]))
+    assert combine_uncertainty(levels[:1]) is levels[0]
 
 
 def test_uncertainty_is_scale_free_and_gradient_free():
@@ -110,3 +128,71 @@ def test_more_drift_means_more_uncertainty_and_less_weight():
     assert u[0] < u[1]
     w = avatar_weights(u)
     assert w[0] > w[1]
+
+
+def test_dead_and_constant_channels_are_harmless():
+    """No per-channel division: an all-zero or constant channel (dead ReLU
+    units, tiny maps) neither divides by zero nor dominates u."""
+    torch.manual_seed(0)
+    t = torch.relu(torch.randn(2, 16, 4, 4))
+    t[:, 0] = 0.0
+    t[:, 1] = 3.0
+    a = avatar_dropout(t, 0.1, 4, torch.Generator().manual_seed(0))
+    u = avatar_uncertainty(t, a)
+    assert torch.isfinite(u).all() and (u > 0).all() and (u < 1).all()
+
+
+def _relu_features():
+    """ReLU feature maps of 64, 128 and 256 channels (32x32, 16x16, 8x8):
+    the outputs of layer1-3 of a randomly initialised ResNet-18 on a
+    2x3x128x128 batch."""
+    from torchvision.models import resnet18
+    torch.manual_seed(0)
+    net = resnet18(weights=None).eval()
+    with torch.no_grad():
+        h = net.maxpool(
+            net.relu(net.bn1(net.conv1(torch.randn(2, 3, 128, 128)))))
+        feats = []
+        for layer in (net.layer1, net.layer2, net.layer3):
+            h = layer(h)
+            feats.append(h)
+    return feats
+
+
+RELU_FEATURES = []
+
+
+def relu_features():
+    if not RELU_FEATURES:
+        RELU_FEATURES.extend(_relu_features())
+    return RELU_FEATURES
+
+
+@pytest.mark.parametrize('level', [0, 1, 2])
+def test_default_weights_follow_heterogeneous_dropout(level):
+    """The issue's requirement at the default tau: with p = (0.05, 0.1,
+    0.2, 0.4) on ReLU maps of 64-256 channels, weights strictly decrease
+    with p and max/min >= 1.5 (measured about 2.7), for every seed."""
+    feat = relu_features()[level]
+    assert feat.shape[1] == 64 * 2**level and (feat >= 0).all()
+    for seed in range(10):
+        avatars = avatar_dropout(
+            feat, (0.05, 0.1, 0.2, 0.4),
+            generator=torch.Generator().manual_seed(seed))
+        w = avatar_weights(avatar_uncertainty(feat, avatars))
+        assert (w[1:] < w[:-1]).all(), (seed, w)
+        assert w.max() / w.min() >= 1.5
+
+
+@pytest.mark.parametrize('level', [0, 1, 2])
+@pytest.mark.parametrize('num_avatars', [4, 8])
+def test_default_weights_do_not_amplify_noise_of_iid_avatars(
+        level, num_avatars):
+    """Avatars drawn alike (one p) keep max/min <= 1.10 at the default tau
+    (measured <= 1.042), for every seed."""
+    feat = relu_features()[level]
+    for seed in range(10):
+        avatars = avatar_dropout(feat, 0.1, num_avatars,
+                                 torch.Generator().manual_seed(seed))
+        w = avatar_weights(avatar_uncertainty(feat, avatars))
+        assert w.max() / w.min() <= 1.10, (seed, w)

@@ -14,5 +14,5 @@ model = dict(
             perturbation=dict(type='AvatarDropout', p=0.1),
             # The reference's CWD variant standardised only the student.
             normalize='student',
-            uncertainty=dict(tau=1.0),
+            uncertainty=dict(tau=4.0),
             losses=[f'loss_cwd_fpn{i}' for i in range(5)])))

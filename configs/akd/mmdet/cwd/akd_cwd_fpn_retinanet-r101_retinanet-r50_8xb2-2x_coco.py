@@ -11,4 +11,4 @@ model = dict(
             perturbation=dict(type='AvatarDropout', p=0.1),
             # The reference's CWD variant standardised only the student.
             normalize='student',
-            uncertainty=dict(tau=1.0))))
+            uncertainty=dict(tau=4.0))))

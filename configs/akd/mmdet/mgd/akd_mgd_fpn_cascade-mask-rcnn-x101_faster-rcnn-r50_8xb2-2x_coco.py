@@ -9,6 +9,9 @@ model = dict(
         avatars=dict(
             num_avatars=1,
             perturbation=dict(type='AvatarDropout', p=0.1),
-            # Both sides standardised, as the reference's MGD variant.
+            # The reference's MGD variant: the student standardised *before*
+            # MGD's mask and generation block (its MGDConnector here), the
+            # Avatar standardised: gen(mask(norm(S))) against norm(A).
             normalize=True,
-            uncertainty=dict(tau=1.0))))
+            normalize_at='record',
+            uncertainty=dict(tau=4.0))))

@@ -32,8 +32,10 @@ model = dict(
             dict(
                 type='Pretrained', prefix='rpn_head.', checkpoint=teacher_ckpt)
         }),
-    # The teacher runs in `loss` mode on detection data (no masks), so its
-    # mask branch is left out; its checkpoint's mask weights are then
+    # The teacher runs backbone and neck only (teacher_forward 'auto' picks
+    # 'feat': every recorder is on the neck). Its mask branch is left out so
+    # that it also runs on detection data (no masks) with
+    # teacher_forward='loss'; its checkpoint's mask weights are then
     # unexpected keys, hence the non-strict load.
     teacher=dict(
         cfg_path=  # noqa: E251

@@ -12,4 +12,4 @@ model = dict(
             # Both sides standardised, as the reference's MGD and MasKD
             # variants (PKD standardises per channel itself, too).
             normalize=True,
-            uncertainty=dict(tau=1.0))))
+            uncertainty=dict(tau=4.0))))

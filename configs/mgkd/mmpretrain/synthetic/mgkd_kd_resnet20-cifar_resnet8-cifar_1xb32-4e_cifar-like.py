@@ -19,6 +19,9 @@ teacher_ckpt = 'work_dirs/resnet20-cifar_1xb32-4e_cifar-like/epoch_4.pth'
 analyser_ckpt = 'work_dirs/mgkd-analyser_resnet20-cifar_1xb32-3e_cifar-like/epoch_3.pth'  # noqa: E501
 
 model = dict(
+    # Teacher and its frozen tubes in evaluation mode, as in stage 1 (the
+    # reference MGKD code calls t_model.eval()).
+    teacher_eval=True,
     architecture=dict(cfg_path=student_cfg),
     teacher=dict(cfg_path=teacher_cfg),
     teacher_ckpt=teacher_ckpt,

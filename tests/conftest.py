@@ -1,4 +1,6 @@
 # Copyright (c) mmakd contributors. All rights reserved.
+import socket
+
 import pytest
 
 import mmakd  # noqa: F401  (compatibility layer and registration)
@@ -45,3 +47,16 @@ def torch_home(tmp_path_factory) -> str:
     home = str(tmp_path_factory.mktemp('torch_home'))
     seed_checkpoint_cache(BACKBONE_CHECKPOINTS, home)
     return home
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail any attempt to open a network connection (checkpoint
+    downloads included)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f'network access attempted: {args}')
+
+    monkeypatch.setattr(socket, 'getaddrinfo', refuse)
+    monkeypatch.setattr(socket.socket, 'connect', refuse)
+    monkeypatch.setattr(socket.socket, 'connect_ex', refuse)

@@ -9,7 +9,6 @@ import functools
 import glob
 import os.path as osp
 import re
-import socket
 
 import pytest
 import torch
@@ -64,19 +63,6 @@ def _in_zoo(path: str) -> bool:
 
 def _twin(path: str) -> str:
     return osp.join(osp.dirname(path), osp.basename(path)[len('akd_'):])
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Fail any attempt to open a network connection (checkpoint
-    downloads included)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f'network access attempted: {args}')
-
-    monkeypatch.setattr(socket, 'getaddrinfo', refuse)
-    monkeypatch.setattr(socket.socket, 'connect', refuse)
-    monkeypatch.setattr(socket.socket, 'connect_ex', refuse)
 
 
 def test_no_network_fixture_refuses_downloads(no_network, tmp_path,

@@ -13,7 +13,6 @@ step on CPU at a tiny input size:
 """
 import glob
 import os.path as osp
-import socket
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
@@ -139,19 +138,6 @@ def _cases(test: str) -> list:
 # ---------------------------------------------------------------------------
 # building and training offline
 # ---------------------------------------------------------------------------
-@pytest.fixture
-def no_network(monkeypatch):
-    """Fail any attempt to open a network connection (checkpoint
-    downloads included)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f'network access attempted: {args}')
-
-    monkeypatch.setattr(socket, 'getaddrinfo', refuse)
-    monkeypatch.setattr(socket.socket, 'connect', refuse)
-    monkeypatch.setattr(socket.socket, 'connect_ex', refuse)
-
-
 def _cache_file(checkpoint: str, torch_home: str) -> Optional[str]:
     """Where MMEngine looks for ``checkpoint`` before downloading it."""
     from mmengine.runner.checkpoint import (get_deprecated_model_names,

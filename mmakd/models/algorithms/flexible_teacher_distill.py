@@ -1,7 +1,6 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Single-teacher distillation that takes models from anywhere and runs
 the teacher only as far as its recorders need."""
-import os.path as osp
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -18,7 +17,8 @@ from mmakd.registry import MODELS
 from ..utils.fuse import fuse_frozen_conv_bn
 from ..utils.model_spec import build_model_from_spec
 from ..utils.preprocessor import check_preprocessors_match
-from ..utils.validation import (check_recorder_sources, compare_record_shapes,
+from ..utils.validation import (check_checkpoint_exists,
+                                check_recorder_sources, compare_record_shapes,
                                 load_teacher_checkpoint)
 
 __all__ = ['FlexibleTeacherDistill']
@@ -95,10 +95,6 @@ def _run(model: nn.Module, mode: str, inputs: torch.Tensor,
     if mode == 'feat':
         return model.extract_feat(inputs)
     return model(inputs, data_samples, mode=mode)
-
-
-def _is_remote(path: str) -> bool:
-    return '://' in path
 
 
 @MODELS.register_module()
@@ -223,11 +219,7 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         if nonfinite not in ('raise', 'skip'):
             raise ValueError("model.nonfinite must be 'raise' or 'skip', got "
                              f'{nonfinite!r}')
-        if teacher_ckpt and not _is_remote(teacher_ckpt) \
-                and not osp.isfile(teacher_ckpt):
-            raise FileNotFoundError(
-                f'model.teacher_ckpt={teacher_ckpt!r} does not exist '
-                f'(looked for {osp.abspath(teacher_ckpt)}).')
+        check_checkpoint_exists(teacher_ckpt)
         student_model = build_model_from_spec(architecture,
                                               'model.architecture')
         teacher_model = build_model_from_spec(teacher, 'model.teacher')

@@ -1,7 +1,6 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """MasKD, stage 1: learn the receptive tokens on a frozen teacher."""
 import difflib
-import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -13,7 +12,7 @@ from torch import Tensor, nn
 from mmakd.registry import MODELS
 from ..losses.maskd_loss import MasKDLoss, mask_diversity
 from ..utils.model_spec import build_model_from_spec
-from ..utils.validation import load_teacher_checkpoint
+from ..utils.validation import check_checkpoint_exists, load_frozen_teacher
 
 __all__ = ['MasKDMaskLearner']
 
@@ -145,26 +144,14 @@ class MasKDMaskLearner(BaseAlgorithm):
         if not diversity_weight >= 0:
             raise ValueError('model.diversity_weight must be >= 0, got '
                              f'{diversity_weight!r}.')
-        if teacher_ckpt and '://' not in teacher_ckpt \
-                and not osp.isfile(teacher_ckpt):
-            raise FileNotFoundError(
-                f'model.teacher_ckpt={teacher_ckpt!r} does not exist (looked '
-                f'for {osp.abspath(teacher_ckpt)}).')
+        check_checkpoint_exists(teacher_ckpt)
         teacher_model = build_model_from_spec(teacher, 'model.teacher')
         super().__init__(
             architecture=teacher_model,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        if teacher_ckpt:
-            load_teacher_checkpoint(
-                self.teacher,
-                teacher_ckpt,
-                strict=teacher_ckpt_strict,
-                key='model.teacher_ckpt')
-            # Keep the runner's init_weights() from overwriting the teacher.
-            self.teacher._is_init = True
+        load_frozen_teacher(self.teacher, teacher_ckpt, teacher_ckpt_strict)
         self.teacher_ckpt = teacher_ckpt
-        self.teacher.requires_grad_(False)
 
         self.channels = list(channels)
         self.mask_source = mask_source

@@ -1,6 +1,5 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Multi-granularity distillation, stage 1: train the teacher's tubes."""
-import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -14,7 +13,8 @@ from torch import Tensor, nn
 from mmakd.registry import MODELS
 from ..connectors.mgkd_analyser import MGKDAnalyser
 from ..utils.model_spec import build_model_from_spec
-from ..utils.validation import check_recorder_sources, load_teacher_checkpoint
+from ..utils.validation import (check_checkpoint_exists,
+                                check_recorder_sources, load_frozen_teacher)
 
 __all__ = ['MGKDAnalyserTrainer']
 
@@ -135,26 +135,14 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
                  predict_tube: Optional[int] = 0,
                  data_preprocessor: Optional[Union[Dict, nn.Module]] = None,
                  init_cfg: Optional[Dict] = None) -> None:
-        if teacher_ckpt and '://' not in teacher_ckpt \
-                and not osp.isfile(teacher_ckpt):
-            raise FileNotFoundError(
-                f'model.teacher_ckpt={teacher_ckpt!r} does not exist (looked '
-                f'for {osp.abspath(teacher_ckpt)}); train the teacher first.')
+        check_checkpoint_exists(teacher_ckpt, hint='; train the teacher first')
         teacher_model = build_model_from_spec(teacher, 'model.teacher')
         super().__init__(
             architecture=teacher_model,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        if teacher_ckpt:
-            load_teacher_checkpoint(
-                self.teacher,
-                teacher_ckpt,
-                strict=teacher_ckpt_strict,
-                key='model.teacher_ckpt')
-            # Keep the runner's init_weights() from overwriting the teacher.
-            self.teacher._is_init = True
+        load_frozen_teacher(self.teacher, teacher_ckpt, teacher_ckpt_strict)
         self.teacher_ckpt = teacher_ckpt
-        self.teacher.requires_grad_(False)
 
         self.analyser = self._build_analyser(analyser)
         names = sorted(recorders) if isinstance(recorders, dict) else None

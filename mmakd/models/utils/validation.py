@@ -15,7 +15,8 @@ from torch import nn
 
 __all__ = [
     'check_recorder_sources', 'load_teacher_checkpoint',
-    'SHAPE_AGNOSTIC_LOSSES', 'compare_record_shapes'
+    'check_checkpoint_exists', 'load_frozen_teacher', 'SHAPE_AGNOSTIC_LOSSES',
+    'compare_record_shapes'
 ]
 
 _MODULE_RECORDERS = {'ModuleOutputs', 'ModuleInputs'}
@@ -171,6 +172,43 @@ def load_teacher_checkpoint(model: nn.Module,
         },
         strict=False)
     return dict(missing=missing, unexpected=unexpected, mismatched=mismatched)
+
+
+def check_checkpoint_exists(path: Optional[str],
+                            key: str = 'model.teacher_ckpt',
+                            hint: str = '') -> None:
+    """Fail early, before any model is built, if a local checkpoint is
+    missing (URLs are checked when they are loaded).
+
+    Args:
+        path (str, optional): Checkpoint path or URL; None passes.
+        key (str): Its config key, for the message.
+        hint (str): Appended to the message, e.g. ``'; train the teacher
+            first'``.
+    """
+    if path and '://' not in path and not osp.isfile(path):
+        raise FileNotFoundError(f'{key}={path!r} does not exist (looked for '
+                                f'{osp.abspath(path)}){hint}.')
+
+
+def load_frozen_teacher(teacher: nn.Module,
+                        path: Optional[str],
+                        strict: bool = True,
+                        key: str = 'model.teacher_ckpt') -> None:
+    """Load a first stage's teacher (if ``path``) and freeze it: no
+    gradient, and marked initialised so that the runner's
+    ``init_weights()`` cannot overwrite the loaded weights.
+
+    Args:
+        teacher (nn.Module): The teacher.
+        path (str, optional): Checkpoint path or URL.
+        strict (bool): See :func:`load_teacher_checkpoint`.
+        key (str): Config key of ``path``.
+    """
+    if path:
+        load_teacher_checkpoint(teacher, path, strict=strict, key=key)
+        teacher._is_init = True
+    teacher.requires_grad_(False)
 
 
 def compare_record_shapes(

@@ -44,14 +44,23 @@ def test_visualize_avatars(akd_run, tmp_path):
     out = str(tmp_path / 'avatars.png')
     result = run_python([
         'tools/analysis_tools/visualize_avatars.py', DEMO_AKD,
-        akd_run['ckpt'], image, '--out', out, '--num-avatars', '3'
+        akd_run['ckpt'], image, '--out', out
     ])
     assert result.returncode == 0, result.stderr[-3000:]
     weights = re.search(r'weights \[(.*)\]', result.stdout).group(1)
     weights = [float(w) for w in weights.split(',')]
-    assert len(weights) == 3 and sum(weights) == pytest.approx(1, abs=1e-3)
+    # the demo's four strengths, one Avatar each, weighted by their drift
+    assert len(weights) == 4 and sum(weights) == pytest.approx(1, abs=1e-3)
     width, height = _png_size(out)
-    assert width > 1.4 * height > 560  # two rows of K + 1 = 4 panels
+    assert width > 1.4 * height > 560  # two rows of K + 1 = 5 panels
+    # K is fixed by the per-Avatar strengths
+    result = run_python([
+        'tools/analysis_tools/visualize_avatars.py', DEMO_AKD,
+        akd_run['ckpt'], image, '--out', out, '--num-avatars', '3'
+    ])
+    assert result.returncode != 0
+    assert '--num-avatars 3: the config sets one strength per Avatar for 4' \
+        in result.stderr
 
 
 def test_visualize_refuses_a_config_without_avatars(akd_run, tmp_path):
@@ -70,7 +79,7 @@ def test_plot_logs(akd_run, tmp_path):
     out = str(tmp_path / 'curves.png')
     result = run_python([
         'tools/analysis_tools/plot_logs.py', akd_run['work'], '--keys',
-        'distill.loss_*', 'distill.akd.*.w*', '--out', out
+        'distill.loss_*', 'distill.akd.*.w[0-9]*', '--out', out
     ])
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'wrote' in result.stdout and '(5 curves)' in result.stdout

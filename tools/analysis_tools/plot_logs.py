@@ -2,7 +2,7 @@
 """Plot training curves of distillation losses and Avatar weights.
 
     python tools/analysis_tools/plot_logs.py WORK_DIR [WORK_DIR ...] \
-        --keys 'distill.loss_*' 'distill.akd.*.w*' --out curves.png \
+        --keys 'distill.loss_*' 'distill.akd.*.w[0-9]*' --out curves.png \
         [--legend cwd akd]
 
 Each WORK_DIR is a training work directory (its newest
@@ -23,7 +23,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('logs', nargs='+',
                         help='work directories or scalars.json files')
     parser.add_argument('--keys', nargs='+',
-                        default=['distill.loss_*', 'distill.akd.*.w*'],
+                        default=['distill.loss_*', 'distill.akd.*.w[0-9]*'],
                         help='patterns of logged keys, one panel each')
     parser.add_argument('--legend', nargs='+', help='a name per log')
     parser.add_argument('--out', required=True, help='output image')

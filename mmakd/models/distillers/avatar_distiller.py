@@ -412,9 +412,16 @@ class AvatarDistiller(ConfigurableDistiller):
             ]
             recorder = self.loss_forward_mappings[loss_name][teacher_key].get(
                 'recorder')
+            where = f'loss_forward_mappings.{loss_name}.{teacher_key} ' \
+                f'(recorder {recorder!r})'
+            if not bad:  # finite values whose float32 statistics overflow
+                raise FloatingPointError(
+                    f'{where}: the channel statistics of its Avatars '
+                    'overflow float32 (values near 1e19 or more); the '
+                    'teacher diverged. (avatars.check_finite=False skips '
+                    'this check.)')
             raise FloatingPointError(
-                f'loss_forward_mappings.{loss_name}.{teacher_key} (recorder '
-                f'{recorder!r}) holds NaN or Inf at level(s) {bad}: the '
+                f'{where} holds NaN or Inf at level(s) {bad}: the '
                 'teacher diverged or its checkpoint is broken. '
                 '(avatars.check_finite=False skips this check.)')
 

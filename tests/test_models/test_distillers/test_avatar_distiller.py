@@ -6,6 +6,7 @@ import os.path as osp
 import uuid
 from typing import Dict, Optional
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -843,3 +844,168 @@ def test_per_avatar_strength_via_cfg_options_style_override():
     _, distiller = _hetero(dict(perturbation=dict(p=[0.1, 0.3])))
     assert distiller.num_avatars == 2
     assert distiller.perturbation.p == (0.1, 0.3)
+
+
+# ---------------------------------------------------------------------------
+# goldens through the real perturbation path: the distiller's own seeded
+# AvatarDropout, its masks recovered from the Avatars, fed to the reference
+# formulas
+# ---------------------------------------------------------------------------
+class PositiveNet(nn.Module):
+    """``feat`` strictly positive, so that an Avatar's zeros are exactly its
+    dropout mask."""
+
+    def __init__(self, c=8, levels=1):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(3, c, 3, padding=1) for _ in range(levels)])
+        self.feat = nn.Identity()
+
+    def forward(self, x):
+        outs = tuple(
+            torch.exp(0.3 * conv(F.avg_pool2d(x, 2**i)))
+            for i, conv in enumerate(self.convs))
+        return self.feat(outs if len(outs) > 1 else outs[0])
+
+
+class _Spy:
+    """Records what the distiller's perturbation returns."""
+
+    def __init__(self, perturbation):
+        self.outputs = []
+        original = perturbation.forward
+
+        def forward(*args, **kwargs):
+            out = original(*args, **kwargs)
+            self.outputs.append(out.detach().clone())
+            return out
+
+        perturbation.forward = forward
+
+
+def _np_uncertainty(t, avatars):
+    """docs/akd.md 4.2, u_k in float64 NumPy, from the recovered Avatars."""
+    t = t.double().numpy()
+    dims = (0, 2, 3)
+    mu_t, sd_t = t.mean(dims), t.std(dims)
+    u = []
+    for a in avatars:
+        a = a.double().numpy()
+        u.append(
+            np.sum((a.mean(dims) - mu_t)**2 + (a.std(dims) - sd_t)**2) /
+            np.sum(sd_t**2))
+    return np.array(u)
+
+
+def _np_weights(t, avatars, tau):
+    z = np.maximum(_np_uncertainty(t, avatars), 1e-8)**(-1.0 / tau)
+    return z / z.sum()
+
+
+def test_real_dropout_path_is_the_reference_cwd():
+    """K = 4 real dropout Avatars (p = 0.1, the distiller's own generator):
+    each Avatar is T * mask / 0.9 for a Bernoulli(0.9) mask, and the loss is
+    the weighted reference AKD CWD (student-only BatchNorm) of those
+    Avatars, with the NumPy weights."""
+    torch.manual_seed(0)
+    losses, mappings = pair(
+        dict(type='ChannelWiseDivergence', tau=2.0, loss_weight=3.0))
+    student, teacher = PositiveNet(), PositiveNet()
+    distiller, _, _ = build(
+        losses,
+        mappings,
+        dict(num_avatars=4, normalize='student'),
+        student=student,
+        teacher=teacher)
+    spy = _Spy(distiller.perturbation)
+    out = run(distiller, student, teacher, torch.randn(2, 3, 12, 12))
+    t = distiller.get_record('feat', False)
+    s = distiller.get_record('feat', True)
+    avatars = spy.outputs[0]
+    masks = avatars != 0
+    assert (t > 0).all()
+    assert abs(1 - masks.float().mean().item() - 0.1) < 0.02
+    torch.testing.assert_close(avatars, t * masks / 0.9)
+    w = _np_weights(t, avatars, tau=4.0)
+    expected = sum(wk * _reference_akd_cwd(s, a, 2.0, 3.0)
+                   for wk, a in zip(w, t * masks / 0.9))
+    torch.testing.assert_close(
+        out['loss_a'], expected.float(), rtol=1e-5, atol=1e-6)
+    assert [out[f'akd.a.w{k}'].item() for k in range(4)] == \
+        pytest.approx(list(w), rel=1e-4)
+
+
+def _bn(x):
+    """The reference's normaliser: BatchNorm2d(C, affine=False), training
+    mode."""
+    return nn.BatchNorm2d(x.shape[1], affine=False).train()(x)
+
+
+def _reference_pkd(s, t, loss_weight):
+    """PKD (Cao et al., 2022): per-channel standardisation over N, H, W
+    with the unbiased std, MSE / 2 per level, summed."""
+    total = 0.0
+    for a, b in zip(s, t):
+        if a.shape[2:] != b.shape[2:]:
+            a = F.interpolate(a, b.shape[2:], mode='bilinear')
+
+        def norm(x):
+            x = x.transpose(0, 1).reshape(x.shape[1], -1)
+            return (x - x.mean(1, keepdim=True)) / (
+                x.std(1, keepdim=True) + 1e-6)
+
+        total = total + ((norm(a) - norm(b))**2).mean() / 2
+    return total * loss_weight
+
+
+def test_pkd_on_a_tuple_of_levels_values():
+    """PKD on a tuple of three FPN-like levels, K = 2 real dropout Avatars:
+    the Avatars' masks recovered per level, the weights from the geometric
+    mean of the levels' drifts, the value from the reference PKD formula."""
+    torch.manual_seed(0)
+    losses = dict(loss_pkd=dict(type='PKDLoss', loss_weight=6.0))
+    mappings = dict(
+        loss_pkd=dict(
+            preds_S=dict(from_student=True, recorder='feat'),
+            preds_T=dict(from_student=False, recorder='feat')))
+    student, teacher = PositiveNet(levels=3), PositiveNet(levels=3)
+    distiller, _, _ = build(
+        losses,
+        mappings,
+        dict(num_avatars=2, normalize=True),
+        student=student,
+        teacher=teacher)
+    spy = _Spy(distiller.perturbation)
+    out = run(distiller, student, teacher, torch.randn(2, 3, 16, 16))
+    t = distiller.get_record('feat', False)
+    s = distiller.get_record('feat', True)
+    assert len(spy.outputs) == 3  # one batched draw per level
+    for level, avatars in zip(t, spy.outputs):
+        torch.testing.assert_close(avatars, level * (avatars != 0) / 0.9)
+    u = np.array([
+        _np_uncertainty(level, a) for level, a in zip(t, spy.outputs)
+    ])  # (levels, K)
+    geo = np.exp(np.log(u).mean(0))
+    w = geo**-0.25 / np.sum(geo**-0.25)
+    expected = sum(
+        wk * _reference_pkd([_bn(x)
+                             for x in s], [_bn(a[k])
+                                           for a in spy.outputs], 6.0)
+        for k, wk in enumerate(w))
+    torch.testing.assert_close(
+        out['loss_pkd'], expected.float(), rtol=1e-5, atol=1e-6)
+    assert out['akd.pkd.w0'].item() == pytest.approx(w[0], rel=1e-4)
+
+
+def test_overflowing_teacher_statistics_are_reported():
+    """Finite teacher values whose float32 variance overflows: the factor
+    cannot be computed, and the error says so instead of naming no level."""
+    losses, mappings = pair(dict(type='L2Loss', normalize=False),
+                            's_feature', 't_feature')
+    distiller, student, teacher = build(losses, mappings, dict(num_avatars=2),
+                                        student=Net(3, 8), teacher=Net(3, 8))
+    with torch.no_grad():
+        teacher.feat.weight[0] *= 1e21  # values ~1e21: squares overflow
+    with pytest.raises(FloatingPointError, match='statistics of its Avatars '
+                       'overflow float32'):
+        run(distiller, student, teacher, torch.randn(2, 3, 8, 8))

@@ -485,12 +485,13 @@ class AvatarDistiller(ConfigurableDistiller):
                 f'{err}') from err
 
     def _avatar_input(self, avatar: Record, connector: Optional[str],
-                      connector_idx: Optional[int], at: str) -> Any:
+                      connector_idx: Optional[int], at: str, loss_name: str,
+                      teacher_key: str) -> Any:
         """One Avatar as the loss sees it: through the teacher connector,
         in float32, standardised where ``normalize`` says."""
         std_teacher = self.normalize in ('both', 'teacher')
         if std_teacher and at == 'record':
-            avatar = _map(avatar, standardize)
+            avatar = self._standardize(avatar, loss_name, teacher_key)
         if connector:
             avatar = self.connectors[connector](avatar)
         if connector_idx is not None:
@@ -498,7 +499,7 @@ class AvatarDistiller(ConfigurableDistiller):
         if _is_tensors(avatar):
             avatar = _map(avatar, _to_fp32)
             if std_teacher and at == 'loss':
-                avatar = _map(avatar, standardize)
+                avatar = self._standardize(avatar, loss_name, teacher_key)
         return avatar
 
     def _resolve_normalize_at(
@@ -587,7 +588,8 @@ class AvatarDistiller(ConfigurableDistiller):
         total = 0.0
         for k in range(self.num_avatars):
             avatar = self._avatar_input(
-                avatar_k(k), connector, connector_idx, at)
+                avatar_k(k), connector, connector_idx, at, loss_name,
+                teacher_key)
             with torch.autocast(device_type=device_type, enabled=False):
                 try:
                     value = loss_module(**kwargs, **{teacher_key: avatar})

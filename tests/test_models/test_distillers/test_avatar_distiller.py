@@ -1000,12 +1000,36 @@ def test_pkd_on_a_tuple_of_levels_values():
 def test_overflowing_teacher_statistics_are_reported():
     """Finite teacher values whose float32 variance overflows: the factor
     cannot be computed, and the error says so instead of naming no level."""
-    losses, mappings = pair(dict(type='L2Loss', normalize=False),
-                            's_feature', 't_feature')
-    distiller, student, teacher = build(losses, mappings, dict(num_avatars=2),
-                                        student=Net(3, 8), teacher=Net(3, 8))
+    losses, mappings = pair(
+        dict(type='L2Loss', normalize=False), 's_feature', 't_feature')
+    distiller, student, teacher = build(
+        losses,
+        mappings,
+        dict(num_avatars=2),
+        student=Net(3, 8),
+        teacher=Net(3, 8))
     with torch.no_grad():
         teacher.feat.weight[0] *= 1e21  # values ~1e21: squares overflow
-    with pytest.raises(FloatingPointError, match='statistics of its Avatars '
-                       'overflow float32'):
+    with pytest.raises(
+            FloatingPointError,
+            match='statistics of its Avatars '
+            'overflow float32'):
         run(distiller, student, teacher, torch.randn(2, 3, 8, 8))
+
+
+def test_avatar_that_cannot_be_standardised_names_the_mapping():
+    """Batch 1 with 1x1 maps: each channel holds one value."""
+    losses, mappings = pair(
+        dict(type='L2Loss', normalize=False), 's_feature', 't_feature')
+    distiller, student, teacher = build(
+        losses,
+        mappings,
+        dict(num_avatars=2, normalize='teacher'),
+        student=Net(3, 8),
+        teacher=Net(3, 8))
+    with pytest.raises(
+            ValueError,
+            match=r"normalize='teacher': cannot "
+            r'standardise model.distiller.loss_forward_mappings.'
+            r'loss_a.t_feature: .*single value'):
+        run(distiller, student, teacher, torch.randn(1, 3, 1, 1))

@@ -236,12 +236,19 @@ def _akd_losses_on(path, s_levels, t_levels, keep_masks, seed=0):
     return distiller, distiller.compute_distill_losses()
 
 
-def _levels(n, c, sizes, seed):
-    g = torch.Generator().manual_seed(seed)
-    return [
-        torch.relu(torch.randn(n, c, h, w, generator=g) + 0.3)
-        for h, w in sizes
-    ]
+def _inputs(sizes, seed):
+    """Student and teacher ReLU levels (2, 256, h, w) and dropout keep-masks
+    (p = 0.1) for the teacher, from seeds ``seed``, ``seed + 1``, ``+ 2``."""
+    levels = []
+    for offset in (0, 1):
+        g = torch.Generator().manual_seed(seed + offset)
+        levels.append([
+            torch.relu(torch.randn(2, 256, h, w, generator=g) + 0.3)
+            for h, w in sizes
+        ])
+    g = torch.Generator().manual_seed(seed + 2)
+    keeps = [torch.rand(t.shape, generator=g) > 0.1 for t in levels[1]]
+    return levels[0], levels[1], keeps
 
 
 def test_akd_cwd_zoo_config_is_the_reference_cwd_variant():
@@ -251,10 +258,7 @@ def test_akd_cwd_zoo_config_is_the_reference_cwd_variant():
         CONFIG_ROOT, 'akd/mmdet/cwd/'
         'akd_cwd_fpn_retinanet-r101_retinanet-r50_8xb2-2x_coco.py')
     sizes = [(16, 20), (8, 10), (4, 5), (2, 3), (1, 2)]
-    s_levels = _levels(2, 256, sizes, 0)
-    t_levels = _levels(2, 256, sizes, 1)
-    g = torch.Generator().manual_seed(2)
-    keeps = [torch.rand(t.shape, generator=g) > 0.1 for t in t_levels]
+    s_levels, t_levels, keeps = _inputs(sizes, seed=0)
     distiller, losses = _akd_losses_on(path, s_levels, t_levels, keeps)
     for i, (s, t, keep) in enumerate(zip(s_levels, t_levels, keeps)):
         loss = distiller.distill_losses[f'loss_cwd_fpn{i}']
@@ -277,18 +281,12 @@ def test_akd_mgd_zoo_config_is_the_reference_mgd_variant():
         CONFIG_ROOT, 'akd/mmdet/mgd/'
         'akd_mgd_fpn_cascade-mask-rcnn-x101_faster-rcnn-r50_8xb2-2x_coco.py')
     sizes = [(8, 8), (4, 4), (2, 2), (2, 2), (1, 1)]
-    s_levels = _levels(2, 256, sizes, 3)
-    t_levels = _levels(2, 256, sizes, 4)
-    g = torch.Generator().manual_seed(5)
-    keeps = [torch.rand(t.shape, generator=g) > 0.1 for t in t_levels]
+    s_levels, t_levels, keeps = _inputs(sizes, seed=3)
     # MGDConnector draws its masks from the global RNG
     distiller, losses = _akd_losses_on(path, s_levels, t_levels, keeps, 6)
     torch.manual_seed(6)
     for i, (s, t, keep) in enumerate(zip(s_levels, t_levels, keeps)):
-        connector = distiller.connectors[f's_fpn{i}_connector'][-1] \
-            if isinstance(distiller.connectors[f's_fpn{i}_connector'],
-                          torch.nn.Sequential) else \
-            distiller.connectors[f's_fpn{i}_connector']
+        connector = distiller.connectors[f's_fpn{i}_connector']
         alpha = distiller.distill_losses[f'loss_mgd_fpn{i}'].alpha_mgd
         n, c, h, w = s.shape
         mat = torch.rand((n, 1, h, w))  # the same draw as the connector's

@@ -452,10 +452,7 @@ class AvatarDistiller(ConfigurableDistiller):
                 value = self.get_record(**record)
                 if _is_tensors(value):
                     value = self._standardize(value, loss_name, key)
-                if connector:
-                    value = self.connectors[connector](value)
-                if connector_idx is not None:
-                    value = value[connector_idx]
+                value = self._connect(value, connector, connector_idx)
                 if _is_tensors(value):
                     value = _map(value, _to_fp32)
             else:
@@ -475,6 +472,16 @@ class AvatarDistiller(ConfigurableDistiller):
             kwargs[key] = value
         return kwargs
 
+    def _connect(self, value: Any, connector: Optional[str],
+                 connector_idx: Optional[int]) -> Any:
+        """What ``get_record`` does after reading a record: the mapping's
+        connector, then ``connector_idx``."""
+        if connector:
+            value = self.connectors[connector](value)
+        if connector_idx is not None:
+            value = value[connector_idx]
+        return value
+
     def _standardize(self, value: Record, loss_name: str, key: str) -> Record:
         try:
             return _map(value, standardize)
@@ -492,10 +499,7 @@ class AvatarDistiller(ConfigurableDistiller):
         std_teacher = self.normalize in ('both', 'teacher')
         if std_teacher and at == 'record':
             avatar = self._standardize(avatar, loss_name, teacher_key)
-        if connector:
-            avatar = self.connectors[connector](avatar)
-        if connector_idx is not None:
-            avatar = avatar[connector_idx]
+        avatar = self._connect(avatar, connector, connector_idx)
         if _is_tensors(avatar):
             avatar = _map(avatar, _to_fp32)
             if std_teacher and at == 'loss':
@@ -528,11 +532,7 @@ class AvatarDistiller(ConfigurableDistiller):
             for k, r in mapping.items() if r.get('from_student')
         }
         with torch.no_grad():
-            avatar = first_avatar
-            if connector:
-                avatar = self.connectors[connector](avatar)
-            if connector_idx is not None:
-                avatar = avatar[connector_idx]
+            avatar = self._connect(first_avatar, connector, connector_idx)
         paired = all(_pairs(v, avatar) for v in values.values())
         if self.normalize_at == 'loss' and not paired:
             loss_type = type(self.distill_losses[loss_name]).__name__

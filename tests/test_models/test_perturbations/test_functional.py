@@ -91,19 +91,26 @@ def test_same_seed_same_avatars(fn):
     assert not torch.equal(d[0], d[1])  # Avatars differ from each other
 
 
-@pytest.mark.parametrize('fn,method', [(avatar_dropout, 'bernoulli_'),
-                                       (avatar_channel_dropout, 'bernoulli_')])
-def test_k_avatars_from_one_random_draw(fn, method, monkeypatch):
+@pytest.mark.parametrize('fn', [avatar_dropout, avatar_channel_dropout])
+@pytest.mark.parametrize(
+    'strength,num_avatars,k',
+    [
+        (0.1, 8, 8),
+        ((0.05, 0.1, 0.2, 0.4), None,
+         4),  # heterogeneous: K from the strengths
+    ])
+def test_k_avatars_from_one_random_draw(fn, strength, num_avatars, k,
+                                        monkeypatch):
     calls = []
-    original = getattr(torch.Tensor, method)
+    original = torch.Tensor.bernoulli_
 
     def counting(self, *args, **kwargs):
         calls.append(self.shape)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.Tensor, method, counting)
-    fn(torch.randn(2, 3, 8, 8), 0.1, num_avatars=8)
-    assert len(calls) == 1 and calls[0][0] == 8
+    monkeypatch.setattr(torch.Tensor, 'bernoulli_', counting)
+    fn(torch.randn(2, 3, 8, 8), strength, num_avatars=num_avatars)
+    assert len(calls) == 1 and calls[0][0] == k
 
 
 def test_gaussian_k_avatars_from_one_draw(monkeypatch):
@@ -200,21 +207,6 @@ def test_per_avatar_strengths_are_seeded_and_match_scalar_draws(fn):
     a = fn(x, (0.1, 0.3), generator=gen(5))
     assert torch.equal(a, fn(x, (0.1, 0.3), generator=gen(5)))
     assert fn(x, (0.0, 0.0), generator=gen()).shape == (2, 2, 16, 8, 8)
-
-
-@pytest.mark.parametrize('fn,method', [(avatar_dropout, 'bernoulli_'),
-                                       (avatar_channel_dropout, 'bernoulli_')])
-def test_heterogeneous_avatars_from_one_random_draw(fn, method, monkeypatch):
-    calls = []
-    original = getattr(torch.Tensor, method)
-
-    def counting(self, *args, **kwargs):
-        calls.append(self.shape)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.Tensor, method, counting)
-    fn(torch.randn(2, 3, 8, 8), P4)
-    assert len(calls) == 1 and calls[0][0] == 4
 
 
 @pytest.mark.parametrize('kwargs,match', [

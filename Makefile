@@ -4,6 +4,9 @@
 #   make test       create .venv if needed, then run the tests (not `slow`)
 #   make test-all   every test, the slow end-to-end ones included
 #   make env        only create/update the environment
+#   make lint       flake8, isort and yapf (setup.cfg) over LINT_PATHS, as
+#                   CI and .pre-commit-config.yaml run them; `make format`
+#                   applies isort and yapf
 #
 # Variables: PYTHON (interpreter for the venv, default python3), VENV
 # (.venv), PIP_TORCH_FLAGS (extra pip flags for the torch install),
@@ -17,15 +20,16 @@ PIP := $(PY) -m pip
 PIP_TORCH_FLAGS ?=
 MMCV_FIND_LINKS ?=
 PYTEST_ARGS ?=
+LINT_PATHS ?= mmakd tools tests configs
 STAMP := $(VENV)/.mmakd-env
 
-.PHONY: env demo test test-all clean-env
+.PHONY: env demo test test-all lint format clean-env
 
 env: $(STAMP)
 
 $(STAMP): requirements/torch.txt requirements/build.txt \
 		requirements/mminstall.txt requirements/runtime.txt \
-		requirements/tests.txt setup.py
+		requirements/tests.txt requirements/lint.txt setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	@echo "[env] 1/4 torch + torchvision"
@@ -43,7 +47,7 @@ $(STAMP): requirements/torch.txt requirements/build.txt \
 	  "$$(grep '^mmcv' requirements/mminstall.txt)"
 	@echo "[env] 3/4 OpenMMLab packages and the rest"
 	$(PIP) install -r requirements/mminstall.txt -r requirements/runtime.txt \
-	  -r requirements/tests.txt
+	  -r requirements/tests.txt -r requirements/lint.txt
 	@echo "[env] 4/4 mmakd (editable)"
 	$(PIP) install --no-deps -e .
 	$(PY) -c "import mmakd, mmcv.ops; print('[env] ready: mmakd', mmakd.__version__)"
@@ -57,6 +61,16 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest tests -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m flake8 $(LINT_PATHS)
+	$(PY) -m isort --check-only --diff $(LINT_PATHS)
+	$(PY) -m yapf --diff --recursive $(LINT_PATHS)
+	@echo "[lint] flake8, isort and yapf: clean"
+
+format: $(STAMP)
+	$(PY) -m isort $(LINT_PATHS)
+	$(PY) -m yapf --in-place --recursive $(LINT_PATHS)
 
 clean-env:
 	rm -rf $(VENV)

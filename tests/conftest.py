@@ -4,7 +4,6 @@ import socket
 import pytest
 
 import mmakd  # noqa: F401  (compatibility layer and registration)
-
 from helpers import REPO
 
 #: Backbone checkpoints the stock configs initialise from.

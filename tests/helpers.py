@@ -16,8 +16,7 @@ def run_python(args: Sequence[str],
     """Run ``python ARGS`` in a fresh interpreter; return the result."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get(
-        'PYTHONPATH', '')
+    full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get('PYTHONPATH', '')
     return subprocess.run([sys.executable, *args],
                           cwd=cwd,
                           env=full_env,
@@ -51,7 +50,9 @@ DEMO_CWD = f'{DEMO}/cwd_logits_pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_shapes-12
 DEMO_AKD = f'{DEMO}/akd_cwd_logits_pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_shapes-128.py'  # noqa: E501
 
 
-def demo_options(data_root: str, iters: int, batch_size: int = 2,
+def demo_options(data_root: str,
+                 iters: int,
+                 batch_size: int = 2,
                  **extra) -> dict:
     """--cfg-options that run a demo config for a few iterations on the
     test's generated shapes dataset."""
@@ -74,6 +75,7 @@ def demo_options(data_root: str, iters: int, batch_size: int = 2,
 def random_teacher_checkpoint(path: str, config: str = DEMO_TEACHER) -> str:
     """Save a randomly initialised teacher of ``config`` to ``path``."""
     import torch
+
     from mmakd.models.utils import build_model_from_spec
     torch.manual_seed(0)
     model = build_model_from_spec(dict(cfg_path=config), 'teacher')

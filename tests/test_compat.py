@@ -12,12 +12,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from helpers import run_python
 from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.model import BaseModel
 from mmengine.runner import load_checkpoint
 
 from mmakd import compat
+from helpers import run_python
 
 REPORT = compat.apply()
 
@@ -26,10 +26,10 @@ def test_import_mmakd_then_mmrazor_distillation_stack():
     code = textwrap.dedent("""
         import mmakd
         import mmrazor.models, mmrazor.engine
-        from mmrazor.models import (ConfigurableDistiller, SingleTeacherDistill,
-                                    FpnTeacherDistill, ChannelWiseDivergence,
-                                    PKDLoss, MGDLoss, MGDConnector, L2Loss,
-                                    KLDivergence)
+        from mmrazor.models import (
+            ConfigurableDistiller, SingleTeacherDistill, FpnTeacherDistill,
+            ChannelWiseDivergence, PKDLoss, MGDLoss, MGDConnector, L2Loss,
+            KLDivergence)
         from mmrazor.models.task_modules import (ModuleOutputsRecorder,
                                                  MethodOutputsRecorder)
         from mmrazor.registry import MODELS

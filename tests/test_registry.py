@@ -60,9 +60,13 @@ def test_registered_module(name):
         (out * student).sum().backward()
         assert student.grad is not None and teacher.grad is None
     elif kind == 'perturbation mix':
-        module = MODELS.build(dict(type=name, perturbations=[
-            dict(type='AvatarDropout', p=0.2, num_avatars=2),
-            dict(type='AvatarGaussianNoise', std=0.2)]))
+        module = MODELS.build(
+            dict(
+                type=name,
+                perturbations=[
+                    dict(type='AvatarDropout', p=0.2, num_avatars=2),
+                    dict(type='AvatarGaussianNoise', std=0.2)
+                ]))
         out = module(teacher.detach())
         assert out.shape == (3, 2, C, 8, 8)
         (out * student).sum().backward()
@@ -92,13 +96,12 @@ def test_custom_imports_and_mmrazor_scope_find_mmakd(tmp_path):
         "allow_failed_imports=False)\n"
         "connector = dict(_scope_='mmrazor', type='AvatarConnector')\n"
         "perturbation = dict(type='mmrazor.AvatarDropout', p=0.3)\n")
-    code = (
-        'from mmengine.config import Config\n'
-        'from mmengine.registry import MODELS\n'
-        f'cfg = Config.fromfile({str(config)!r})\n'
-        'import sys; assert "mmakd" in sys.modules\n'
-        'print(type(MODELS.build(cfg.connector)).__name__)\n'
-        'print(MODELS.build(cfg.perturbation))\n')
+    code = ('from mmengine.config import Config\n'
+            'from mmengine.registry import MODELS\n'
+            f'cfg = Config.fromfile({str(config)!r})\n'
+            'import sys; assert "mmakd" in sys.modules\n'
+            'print(type(MODELS.build(cfg.connector)).__name__)\n'
+            'print(MODELS.build(cfg.perturbation))\n')
     result = run_python(['-c', code])
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == [

@@ -42,12 +42,19 @@ DEMO = 'configs/akd/demo'
 MGKD = 'configs/mgkd/mmpretrain/synthetic'
 
 
-def _run(name: str, config: str, label: str, length: str = 'student',
+def _run(name: str,
+         config: str,
+         label: str,
+         length: str = 'student',
          checkpoints: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """One training run of a demo: ``checkpoints`` maps a config key to the
     earlier run whose last checkpoint it loads."""
-    return dict(name=name, config=config, label=label, length=length,
-                checkpoints=checkpoints or {})
+    return dict(
+        name=name,
+        config=config,
+        label=label,
+        length=length,
+        checkpoints=checkpoints or {})
 
 
 TEACHER_CKPT = {'model.teacher_ckpt': 'teacher'}
@@ -55,16 +62,21 @@ TASKS: Dict[str, Dict[str, Any]] = dict(
     # AKD: PSPNet on the synthetic shapes segmentation data, iteration-based.
     seg=dict(
         runs=[
-            _run('teacher', f'{DEMO}/pspnet_r18-w32_1xb8-1600it_'
-                 'shapes-128.py', 'teacher', length='teacher'),
+            _run(
+                'teacher', f'{DEMO}/pspnet_r18-w32_1xb8-1600it_'
+                'shapes-128.py',
+                'teacher',
+                length='teacher'),
             _run('student', f'{DEMO}/pspnet_r18-w8_1xb8-600it_shapes-128.py',
                  'student alone'),
-            _run('cwd', f'{DEMO}/cwd_logits_pspnet-r18-w32_pspnet-r18-w8_'
-                 '1xb8-600it_shapes-128.py', 'student + CWD', 'student',
-                 TEACHER_CKPT),
-            _run('akd', f'{DEMO}/akd_cwd_logits_pspnet-r18-w32_pspnet-r18-w8_'
-                 '1xb8-600it_shapes-128.py', 'student + AKD (CWD + Avatars)',
-                 'student', TEACHER_CKPT),
+            _run(
+                'cwd', f'{DEMO}/cwd_logits_pspnet-r18-w32_pspnet-r18-w8_'
+                '1xb8-600it_shapes-128.py', 'student + CWD', 'student',
+                TEACHER_CKPT),
+            _run(
+                'akd', f'{DEMO}/akd_cwd_logits_pspnet-r18-w32_pspnet-r18-w8_'
+                '1xb8-600it_shapes-128.py', 'student + AKD (CWD + Avatars)',
+                'student', TEACHER_CKPT),
         ],
         data='synthetic shapes',
         data_desc='the generated shapes dataset ({num_train} training and '
@@ -73,10 +85,18 @@ TASKS: Dict[str, Dict[str, Any]] = dict(
         task_loss='decode.loss_ce',
         distill_loss='distill.loss_cwd',
         by_epoch=False,
-        full=dict(teacher_iters=1600, student_iters=600, num_train=400,
-                  num_val=100, log_interval=20),
-        quick=dict(teacher_iters=40, student_iters=30, num_train=48,
-                   num_val=16, log_interval=10)),
+        full=dict(
+            teacher_iters=1600,
+            student_iters=600,
+            num_train=400,
+            num_val=100,
+            log_interval=20),
+        quick=dict(
+            teacher_iters=40,
+            student_iters=30,
+            num_train=48,
+            num_val=16,
+            log_interval=10)),
     # Multi-granularity distillation: CIFAR-100 configs on the synthetic
     # CIFAR-like data, epoch-based (the configs' own 3-4 epochs; quick mode
     # shrinks the dataset instead).
@@ -84,20 +104,26 @@ TASKS: Dict[str, Dict[str, Any]] = dict(
         runs=[
             _run('teacher', f'{MGKD}/resnet20-cifar_1xb32-4e_cifar-like.py',
                  'teacher ResNet-20'),
-            _run('analyser', f'{MGKD}/mgkd-analyser_resnet20-cifar_1xb32-3e_'
-                 'cifar-like.py', "stage 1: tubes (narrow tube's decoder)",
-                 checkpoints=TEACHER_CKPT),
+            _run(
+                'analyser', f'{MGKD}/mgkd-analyser_resnet20-cifar_1xb32-3e_'
+                'cifar-like.py',
+                "stage 1: tubes (narrow tube's decoder)",
+                checkpoints=TEACHER_CKPT),
             _run('student', f'{MGKD}/resnet8-cifar_1xb32-4e_cifar-like.py',
                  'student ResNet-8 alone'),
-            _run('kd', f'{MGKD}/kd_resnet20-cifar_resnet8-cifar_1xb32-4e_'
-                 'cifar-like.py', 'student + KD', checkpoints=TEACHER_CKPT),
-            _run('mgkd', f'{MGKD}/mgkd_kd_resnet20-cifar_resnet8-cifar_1xb32-'
-                 '4e_cifar-like.py', 'student + KD + MGKD',
-                 checkpoints={
-                     'model.teacher_ckpt': 'teacher',
-                     'model.distiller.connectors.t_tubes.checkpoint':
-                     'analyser'
-                 }),
+            _run(
+                'kd', f'{MGKD}/kd_resnet20-cifar_resnet8-cifar_1xb32-4e_'
+                'cifar-like.py',
+                'student + KD',
+                checkpoints=TEACHER_CKPT),
+            _run(
+                'mgkd', f'{MGKD}/mgkd_kd_resnet20-cifar_resnet8-cifar_1xb32-'
+                '4e_cifar-like.py',
+                'student + KD + MGKD',
+                checkpoints={
+                    'model.teacher_ckpt': 'teacher',
+                    'model.distiller.connectors.t_tubes.checkpoint': 'analyser'
+                }),
         ],
         data='synthetic CIFAR-like',
         data_desc='the generated CIFAR-100-format dataset (20 classes, '
@@ -121,14 +147,21 @@ def generate(task: str, size: Dict[str, Any], root: str,
     """
     if task == 'seg':
         from mmakd.datasets.shapes import generate_shapes
-        generate_shapes(root, num_train=size['num_train'],
-                        num_val=size['num_val'], size=128, seed=seed)
+        generate_shapes(
+            root,
+            num_train=size['num_train'],
+            num_val=size['num_val'],
+            size=128,
+            seed=seed)
         return size['num_train'], size['num_val']
     from mmakd.datasets import generate_cifar_like
     classes = 20  # configs/mgkd/mmpretrain/synthetic: cifar_like_classes
-    generate_cifar_like(root, num_classes=classes,
-                        train_per_class=size['train_per_class'],
-                        test_per_class=size['test_per_class'], seed=seed)
+    generate_cifar_like(
+        root,
+        num_classes=classes,
+        train_per_class=size['train_per_class'],
+        test_per_class=size['test_per_class'],
+        seed=seed)
     return (classes * size['train_per_class'],
             classes * size['test_per_class'])
 
@@ -138,13 +171,19 @@ def parse_args() -> argparse.Namespace:
         description='Distil a teacher into a student with and without AKD '
         'on synthetic data, on CPU.')
     parser.add_argument('--task', choices=sorted(TASKS), default='seg')
-    parser.add_argument('--quick', action='store_true',
-                        help='very few iterations (< 3 min): a smoke run')
-    parser.add_argument('--work-dir', default=None,
-                        help='default: work_dirs/akd_demo/<task>[_quick]')
-    parser.add_argument('--data', default=None,
-                        help='dataset folder (default: data/shapes or '
-                        'data/cifar-like, WORK_DIR/data with --quick)')
+    parser.add_argument(
+        '--quick',
+        action='store_true',
+        help='very few iterations (< 3 min): a smoke run')
+    parser.add_argument(
+        '--work-dir',
+        default=None,
+        help='default: work_dirs/akd_demo/<task>[_quick]')
+    parser.add_argument(
+        '--data',
+        default=None,
+        help='dataset folder (default: data/shapes or '
+        'data/cifar-like, WORK_DIR/data with --quick)')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args()
 
@@ -201,10 +240,11 @@ def markdown(results: Dict[str, RunResult], task: Dict[str, Any],
     ]
     for run in task['runs']:
         r = results[run['name']]
-        lines.append(f"| {run['label']} "
-                     f'| {r.metrics.get(metric, float("nan")):.2f} '
-                     f'| {r.sec_per_iter:.3f} | {_length(r, task["by_epoch"])} '
-                     f'| {r.wall_seconds:.0f} |')
+        lines.append(
+            f"| {run['label']} "
+            f'| {r.metrics.get(metric, float("nan")):.2f} '
+            f'| {r.sec_per_iter:.3f} | {_length(r, task["by_epoch"])} '
+            f'| {r.wall_seconds:.0f} |')
     lines += ['', 'Commands (re-run any step by hand):', '']
     for run in task['runs']:
         command = ' '.join(results[run['name']].command[1:])
@@ -223,8 +263,8 @@ def plot(results: Dict[str, RunResult], task: Dict[str, Any],
     for run in task['runs']:
         log = results[run['name']].train_log
         for ax, key in ((axes[0], task['task_loss']),
-                        (axes[0], f"student.{task['task_loss']}"),
-                        (axes[1], dkey)):
+                        (axes[0], f"student.{task['task_loss']}"), (axes[1],
+                                                                    dkey)):
             points = [(r['iter'], r[key]) for r in log if key in r]
             if points:
                 ax.plot(*zip(*points), label=run['label'])
@@ -270,7 +310,10 @@ def main() -> None:
         say(f"{step}/{total} training {run['label']} ({length}) -> "
             f'{osp.join(work_dir, name)}')
         results[name] = train(
-            name, run['config'], osp.join(work_dir, name), options,
+            name,
+            run['config'],
+            osp.join(work_dir, name),
+            options,
             echo=lambda line, n=name: progress(n, line))
         value = results[name].metrics.get(task['metric'], float('nan'))
         say(f"{run['label']}: {task['metric']} {value:.2f} "
@@ -278,8 +321,13 @@ def main() -> None:
 
     import torch
     meta = dict(
-        task=args.task, mode=mode, seed=args.seed, data=task['data'],
-        data_root=data_root, num_train=num_train, num_val=num_val,
+        task=args.task,
+        mode=mode,
+        seed=args.seed,
+        data=task['data'],
+        data_root=data_root,
+        num_train=num_train,
+        num_val=num_val,
         machine=f'{platform.processor() or platform.machine()}, '
         f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
         f'{torch.get_num_threads()} threads',

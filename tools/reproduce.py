@@ -34,27 +34,40 @@ def parse_args() -> argparse.Namespace:
         description='Train two configs over N seeds; compare them.')
     parser.add_argument('config_a', help='baseline config')
     parser.add_argument('config_b', help='candidate config')
-    parser.add_argument('--seeds', type=int, default=3,
-                        help='number of seeds (0..N-1)')
-    parser.add_argument('--first-seed', type=int, default=0)
-    parser.add_argument('--metric', default=None,
-                        help='validation metric key (default: mIoU, '
-                        'coco/bbox_mAP or accuracy/top1, whichever the '
-                        'runs report)')
-    parser.add_argument('--names', nargs=2, default=None,
-                        metavar=('NAME_A', 'NAME_B'))
-    parser.add_argument('--work-dir', default='work_dirs/reproduce')
-    parser.add_argument('--note', default='',
-                        help='text put under the table, e.g. "synthetic '
-                        'shapes data"')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction, default={},
+        '--seeds', type=int, default=3, help='number of seeds (0..N-1)')
+    parser.add_argument('--first-seed', type=int, default=0)
+    parser.add_argument(
+        '--metric',
+        default=None,
+        help='validation metric key (default: mIoU, '
+        'coco/bbox_mAP or accuracy/top1, whichever the '
+        'runs report)')
+    parser.add_argument(
+        '--names', nargs=2, default=None, metavar=('NAME_A', 'NAME_B'))
+    parser.add_argument('--work-dir', default='work_dirs/reproduce')
+    parser.add_argument(
+        '--note',
+        default='',
+        help='text put under the table, e.g. "synthetic '
+        'shapes data"')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
         help='overrides applied to both configs, xxx=yyy')
     parser.add_argument(
-        '--options-a', nargs='+', action=DictAction, default={},
+        '--options-a',
+        nargs='+',
+        action=DictAction,
+        default={},
         help='overrides for config A only (after --cfg-options)')
     parser.add_argument(
-        '--options-b', nargs='+', action=DictAction, default={},
+        '--options-b',
+        nargs='+',
+        action=DictAction,
+        default={},
         help='overrides for config B only, e.g. B = A with one setting '
         'changed')
     return parser.parse_args()
@@ -78,8 +91,8 @@ def pick_metric(metrics: Dict[str, float], wanted: str = None) -> str:
 def main() -> None:
     args = parse_args()
     names = args.names or [
-        osp.splitext(osp.basename(p))[0] for p in (args.config_a,
-                                                   args.config_b)
+        osp.splitext(osp.basename(p))[0]
+        for p in (args.config_a, args.config_b)
     ]
     os.makedirs(args.work_dir, exist_ok=True)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -94,19 +107,26 @@ def main() -> None:
             options.update(own)
             options['randomness.seed'] = seed
             work_dir = osp.join(args.work_dir, f'{name}_seed{seed}')
-            print(f'[reproduce] seed {seed} ({i + 1}/{len(seeds)}): '
-                  f'training {name}', flush=True)
+            print(
+                f'[reproduce] seed {seed} ({i + 1}/{len(seeds)}): '
+                f'training {name}',
+                flush=True)
             result = train(
-                f'{name}_seed{seed}', config, work_dir, options,
-                echo=lambda line: print('   ', line[line.find('Iter'):]
-                                        if 'Iter' in line else line,
-                                        flush=True))
+                f'{name}_seed{seed}',
+                config,
+                work_dir,
+                options,
+                echo=lambda line: print(
+                    '   ',
+                    line[line.find('Iter'):] if 'Iter' in line else line,
+                    flush=True))
             metric = pick_metric(result.metrics, metric)
             values[name].append(result.metrics[metric])
-            runs.append(
-                dict(result.to_dict(logs=True), name=name, seed=seed))
-            print(f'[reproduce] {name} seed {seed}: {metric} '
-                  f'{result.metrics[metric]:.3f}', flush=True)
+            runs.append(dict(result.to_dict(logs=True), name=name, seed=seed))
+            print(
+                f'[reproduce] {name} seed {seed}: {metric} '
+                f'{result.metrics[metric]:.3f}',
+                flush=True)
 
     summary = paired_summary(values[names[0]], values[names[1]])
     a, b, d = summary['a'], summary['b'], summary['diff']
@@ -125,11 +145,10 @@ def main() -> None:
         lo, hi = summary['ci95']
         verdict = ('significant at the 5% level' if summary['p_value'] < 0.05
                    else 'not significant at the 5% level')
-        lines.append(
-            f'Paired difference {names[1]} - {names[0]}: '
-            f'{d["mean"]:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}], '
-            f't = {summary["t"]:.2f}, p = {summary["p_value"]:.3f} '
-            f'({verdict}).')
+        lines.append(f'Paired difference {names[1]} - {names[0]}: '
+                     f'{d["mean"]:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}], '
+                     f't = {summary["t"]:.2f}, p = {summary["p_value"]:.3f} '
+                     f'({verdict}).')
     else:
         lines.append('One seed: no test; use --seeds 3 or more.')
     import torch
@@ -149,9 +168,18 @@ def main() -> None:
     with open(osp.join(args.work_dir, 'reproduce.md'), 'w') as f:
         f.write(report)
     with open(osp.join(args.work_dir, 'reproduce.json'), 'w') as f:
-        json.dump(dict(metric=metric, names=names, seeds=seeds,
-                       values=values, summary=summary, runs=runs,
-                       machine=machine, note=args.note), f, indent=2)
+        json.dump(
+            dict(
+                metric=metric,
+                names=names,
+                seeds=seeds,
+                values=values,
+                summary=summary,
+                runs=runs,
+                machine=machine,
+                note=args.note),
+            f,
+            indent=2)
     print()
     print(report)
 

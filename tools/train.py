@@ -2,8 +2,10 @@
 """Train a distillation algorithm (or any OpenMMLab model) from a config.
 
 Accepts mmakd's configs, local configs and configs shipped by installed
-packages, e.g.
-``python tools/train.py mmrazor::distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_1x_coco.py``.
+packages, e.g. ``python tools/train.py
+mmrazor::distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_1x_coco.py`` or
+``python tools/train.py
+mmakd::akd/mmdet/cwd/akd_cwd_fpn_retinanet-r101_retinanet-r50_8xb2-2x_coco.py``.
 """
 import argparse
 import logging
@@ -65,7 +67,8 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def enable_amp(cfg, dtype: Optional[str] = None,
+def enable_amp(cfg,
+               dtype: Optional[str] = None,
                cuda: Optional[bool] = None) -> None:
     """Switch the optimizer wrapper(s) to mixed precision.
 

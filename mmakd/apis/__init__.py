@@ -1,5 +1,5 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-from .experiment import (RunResult, find_checkpoint, final_metrics,
+from .experiment import (RunResult, final_metrics, find_checkpoint,
                          paired_summary, read_scalars, to_cli_options, train)
 
 __all__ = [

@@ -124,8 +124,8 @@ def final_metrics(records: Sequence[Dict[str, Any]]) -> Dict[str, float]:
     return {
         k: float(v)
         for k, v in last.items()
-        if k not in ('step', 'iter', 'epoch', 'time', 'data_time')
-        and isinstance(v, (int, float))
+        if k not in ('step', 'iter', 'epoch', 'time',
+                     'data_time') and isinstance(v, (int, float))
     }
 
 
@@ -169,8 +169,7 @@ def train(name: str,
         command += ['--cfg-options'] + to_cli_options(options)
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get(
-        'PYTHONPATH', '')
+    full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get('PYTHONPATH', '')
     full_env.setdefault('PYTHONUNBUFFERED', '1')
     os.makedirs(work_dir, exist_ok=True)
     start = time.perf_counter()
@@ -192,8 +191,8 @@ def train(name: str,
         proc.wait()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f'training {name} failed ({" ".join(command)}):\n'
-                           + '\n'.join(tail))
+        raise RuntimeError(f'training {name} failed ({" ".join(command)}):\n' +
+                           '\n'.join(tail))
     records = read_scalars(work_dir)
     train_log = [r for r in records if _is_train(r)]
     val_log = [r for r in records if not _is_train(r)]
@@ -216,8 +215,8 @@ def train(name: str,
 def _mean_std(values: Sequence[float]) -> Dict[str, float]:
     n = len(values)
     mean = sum(values) / n
-    std = math.sqrt(sum((v - mean)**2
-                        for v in values) / (n - 1)) if n > 1 else 0.0
+    std = math.sqrt(sum(
+        (v - mean)**2 for v in values) / (n - 1)) if n > 1 else 0.0
     return dict(mean=mean, std=std, n=n)
 
 

@@ -272,8 +272,8 @@ def generate_cifar_like(root: str,
                 for k in ('train', 'test', 'meta')):
             return paths
     os.makedirs(folder, exist_ok=True)
-    for split_index, (split, per_class) in enumerate(
-        (('train', train_per_class), ('test', test_per_class))):
+    splits = (('train', train_per_class), ('test', test_per_class))
+    for split_index, (split, per_class) in enumerate(splits):
         entry = _split(num_classes, per_class, seed, split_index, progress)
         with open(paths[split], 'wb') as f:
             pickle.dump(entry, f, protocol=4)

@@ -34,8 +34,8 @@ import numpy as np
 
 __all__ = ['CLASSES', 'PALETTE', 'generate_shapes', 'render_image']
 
-CLASSES: Tuple[str, ...] = ('circle', 'square', 'triangle', 'star', 'ring',
-                            'cross')
+CLASSES: Tuple[str,
+               ...] = ('circle', 'square', 'triangle', 'star', 'ring', 'cross')
 #: Colours for visualising segmentation maps: background, then CLASSES.
 PALETTE: List[List[int]] = [[0, 0, 0], [220, 20, 60], [0, 130, 200],
                             [60, 180, 75], [255, 225, 25], [145, 30, 180],
@@ -55,8 +55,9 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     elif kind == 1:  # stripes at a random angle
         angle = rng.uniform(0, np.pi)
         period = rng.uniform(4, 12)
-        weight = (np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * 2 *
-                         np.pi / period) > 0).astype(np.float32)
+        weight = (np.sin(
+            (xx * np.cos(angle) + yy * np.sin(angle)) * 2 * np.pi / period)
+                  > 0).astype(np.float32)
     elif kind == 2:  # checks
         period = int(rng.integers(4, 12))
         weight = (((xx // period) + (yy // period)) % 2).astype(np.float32)
@@ -97,8 +98,9 @@ def _shape_mask(rng: np.random.Generator, label: int, size: int,
         cv2.circle(mask, (round(cx), round(cy)), round(radius * 0.55), 0, -1)
     elif name == 'cross':
         arm = radius * 0.35
-        rect = np.array([[-radius, -arm], [radius, -arm], [radius, arm],
-                         [-radius, arm]], np.float32)
+        rect = np.array(
+            [[-radius, -arm], [radius, -arm], [radius, arm], [-radius, arm]],
+            np.float32)
         for extra in (0.0, np.pi / 2):
             c, s = np.cos(rotation + extra), np.sin(rotation + extra)
             pts = rect @ np.array([[c, s], [-s, c]], np.float32)
@@ -127,7 +129,9 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return image
 
 
-def render_image(seed: int, size: int = 128, max_objects: int = 6,
+def render_image(seed: int,
+                 size: int = 128,
+                 max_objects: int = 6,
                  min_visible: float = 0.3) -> Tuple[np.ndarray, List[Dict]]:
     """Render one image and its visible instances.
 
@@ -240,8 +244,8 @@ def generate_shapes(root: str,
         dict(id=i + 1, name=name, supercategory='shape')
         for i, name in enumerate(CLASSES)
     ]
-    for split_index, (split, count) in enumerate((('train', num_train),
-                                                  ('val', num_val))):
+    splits = (('train', num_train), ('val', num_val))
+    for split_index, (split, count) in enumerate(splits):
         img_dir = osp.join(root, 'leftImg8bit', split, CITY)
         seg_dir = osp.join(root, 'gtFine', split, CITY)
         os.makedirs(img_dir, exist_ok=True)
@@ -258,8 +262,8 @@ def generate_shapes(root: str,
                 _semantic_map(instances, size))
             image_id = i + 1
             images.append(
-                dict(id=image_id, file_name=file_name, height=size,
-                     width=size))
+                dict(
+                    id=image_id, file_name=file_name, height=size, width=size))
             for inst in instances:
                 annotations.append(
                     _coco_annotation(inst['mask'], inst['label'], image_id,
@@ -293,5 +297,7 @@ def dataset_stats(ann_file: str) -> Optional[Dict[str, float]]:
     return dict(
         images=len(data['images']),
         instances=len(data['annotations']),
-        **{name: int(c)
-           for name, c in zip(CLASSES, counts)})
+        **{
+            name: int(c)
+            for name, c in zip(CLASSES, counts)
+        })

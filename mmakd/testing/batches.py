@@ -39,8 +39,8 @@ def det_batch(batch_size: int = 2,
     inputs, samples = [], []
     for _ in range(batch_size):
         inputs.append(
-            torch.randint(0, 256, (3, height, width), generator=gen).to(
-                torch.uint8))
+            torch.randint(0, 256, (3, height, width),
+                          generator=gen).to(torch.uint8))
         xy = torch.rand(boxes_per_image, 2, generator=gen) * 0.6
         wh = 0.15 + torch.rand(boxes_per_image, 2, generator=gen) * 0.25
         scale = torch.tensor([width, height], dtype=torch.float32)
@@ -88,11 +88,12 @@ def seg_batch(batch_size: int = 2,
     inputs, samples = [], []
     for _ in range(batch_size):
         inputs.append(
-            torch.randint(0, 256, (3, height, width), generator=gen).to(
-                torch.uint8))
+            torch.randint(0, 256, (3, height, width),
+                          generator=gen).to(torch.uint8))
         # Blocky labels, so that they are learnable rather than pure noise.
         coarse = torch.randint(
-            0, num_classes, (1, 1, max(height // 8, 1), max(width // 8, 1)),
+            0,
+            num_classes, (1, 1, max(height // 8, 1), max(width // 8, 1)),
             generator=gen).float()
         labels = torch.nn.functional.interpolate(
             coarse, size=(height, width), mode='nearest')[0].long()

@@ -48,8 +48,7 @@ def _random_state_dict(name: str) -> Dict[str, torch.Tensor]:
     raise ValueError(f'no random weights known for {name!r}')
 
 
-def seed_checkpoint_cache(names: Iterable[str],
-                          torch_home: str) -> List[str]:
+def seed_checkpoint_cache(names: Iterable[str], torch_home: str) -> List[str]:
     """Write random-weight checkpoints where MMEngine caches downloads.
 
     Args:

@@ -63,10 +63,9 @@ def convert_kd_checkpoint(src: str,
     meta = dict(checkpoint.get('meta', {}))
     meta['converted_from'] = dict(checkpoint=str(src), prefix=prefix)
     torch.save(dict(meta=meta, state_dict=student), dst)
-    dropped = sorted({
-        k.split('.', 1)[0]
-        for k in state if not k.startswith(prefix)
-    })
+    dropped = sorted(
+        {k.split('.', 1)[0]
+         for k in state if not k.startswith(prefix)})
     return dict(
         num_tensors=len(student),
         num_params=int(sum(v.numel() for v in student.values())),

@@ -2,7 +2,8 @@
 """Test-only hook: what each rank saw and holds after a distributed run.
 
 Writes ``<out_dir>/rank<r>.json`` with the Avatar weights the rank's
-distiller computed at every iteration (MMEngine logs only rank 0's) and a digest of the student's weights at the end.
+distiller computed at every iteration (MMEngine logs only rank 0's) and a
+digest of the student's weights at the end.
 """
 import hashlib
 import json
@@ -31,7 +32,8 @@ class DistProbeHook(Hook):
         def recording():
             losses = original()
             self.weights.append({
-                k: float(v) for k, v in losses.items() if k.startswith('akd.')
+                k: float(v)
+                for k, v in losses.items() if k.startswith('akd.')
             })
             return losses
 

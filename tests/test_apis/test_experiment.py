@@ -4,13 +4,14 @@ import math
 
 import pytest
 
-from mmakd.apis import final_metrics, paired_summary, read_scalars
-from mmakd.apis import to_cli_options
+from mmakd.apis import (final_metrics, paired_summary, read_scalars,
+                        to_cli_options)
 
 
 def test_to_cli_options_round_trips_through_dictaction():
-    from mmengine.config import DictAction
     import argparse
+
+    from mmengine.config import DictAction
     options = {
         'model.teacher_ckpt': 'w/t.pth',
         'train_cfg.max_iters': 50,
@@ -61,13 +62,23 @@ def test_scalars_and_final_metrics(tmp_path):
     records = [
         dict(lr=0.01, loss=2.0, time=0.5, iter=10, step=10),
         dict(lr=0.01, loss=1.0, time=0.4, iter=20, step=20),
-        {'mIoU': 40.0, 'aAcc': 80.0, 'teacher.mIoU': 70.0, 'step': 20,
-         'data_time': 0.01, 'time': 0.2},
+        {
+            'mIoU': 40.0,
+            'aAcc': 80.0,
+            'teacher.mIoU': 70.0,
+            'step': 20,
+            'data_time': 0.01,
+            'time': 0.2
+        },
     ]
-    (vis / 'scalars.json').write_text('\n'.join(
-        json.dumps(r) for r in records) + '\n')
+    (vis /
+     'scalars.json').write_text('\n'.join(json.dumps(r)
+                                          for r in records) + '\n')
     assert read_scalars(str(tmp_path)) == records
     assert final_metrics(records) == {
-        'mIoU': 40.0, 'aAcc': 80.0, 'teacher.mIoU': 70.0}
+        'mIoU': 40.0,
+        'aAcc': 80.0,
+        'teacher.mIoU': 70.0
+    }
     with pytest.raises(FileNotFoundError):
         read_scalars(str(tmp_path / 'empty'))

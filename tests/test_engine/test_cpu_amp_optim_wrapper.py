@@ -19,8 +19,10 @@ C = 8
 
 
 def _sgd(model: nn.Module, **wrapper) -> OptimWrapper:
-    cfg = dict(type='mmrazor.CPUAmpOptimWrapper',
-               optimizer=dict(type='SGD', lr=0.01, momentum=0.9), **wrapper)
+    cfg = dict(
+        type='mmrazor.CPUAmpOptimWrapper',
+        optimizer=dict(type='SGD', lr=0.01, momentum=0.9),
+        **wrapper)
     return build_optim_wrapper(model, cfg)
 
 
@@ -110,7 +112,10 @@ class TinyNet(BaseModel):
         return out
 
 
-def _pair(loss_cfg, s_key='preds_S', t_key='preds_T', s_connector=None,
+def _pair(loss_cfg,
+          s_key='preds_S',
+          t_key='preds_T',
+          s_connector=None,
           t_connector=None):
     student = dict(from_student=True, recorder='feat')
     teacher = dict(from_student=False, recorder='feat')
@@ -118,69 +123,80 @@ def _pair(loss_cfg, s_key='preds_S', t_key='preds_T', s_connector=None,
         student['connector'] = s_connector
     if t_connector:
         teacher['connector'] = t_connector
-    return dict(loss_a=loss_cfg), dict(loss_a={s_key: student,
-                                               t_key: teacher})
+    return dict(loss_a=loss_cfg), dict(loss_a={s_key: student, t_key: teacher})
 
 
-_FBKD = dict(in_channels=C, reduction=4, mode='dot_product',
-             sub_sample=True, maxpool_stride=2)
+_FBKD = dict(
+    in_channels=C,
+    reduction=4,
+    mode='dot_product',
+    sub_sample=True,
+    maxpool_stride=2)
 
 # (name, loss, keys, connectors, avatars): the losses of configs/akd and of
 # the distiller's tests.
 CASES = [
-    ('cwd_student', dict(type='ChannelWiseDivergence', tau=1.0,
-                         loss_weight=5.0), ('preds_S', 'preds_T'), None,
+    ('cwd_student',
+     dict(type='ChannelWiseDivergence', tau=1.0,
+          loss_weight=5.0), ('preds_S', 'preds_T'), None,
      dict(normalize='student')),
-    ('cwd_both_tau4', dict(type='ChannelWiseDivergence', tau=4.0),
-     ('preds_S', 'preds_T'), None, dict()),
-    ('kl', dict(type='KLDivergence', tau=2.0), ('preds_S', 'preds_T'), None,
-     dict()),
+    ('cwd_both_tau4', dict(type='ChannelWiseDivergence',
+                           tau=4.0), ('preds_S', 'preds_T'), None, dict()),
+    ('kl', dict(type='KLDivergence',
+                tau=2.0), ('preds_S', 'preds_T'), None, dict()),
     ('l2', dict(type='L2Loss'), ('s_feature', 't_feature'), None, dict()),
-    ('pkd', dict(type='PKDLoss', loss_weight=6.0), ('preds_S', 'preds_T'),
-     None, dict()),
+    ('pkd', dict(type='PKDLoss',
+                 loss_weight=6.0), ('preds_S', 'preds_T'), None, dict()),
     ('mgd', dict(type='MGDLoss', alpha_mgd=2e-5), ('preds_S', 'preds_T'),
-     dict(s=dict(type='MGDConnector', student_channels=C,
-                 teacher_channels=C, lambda_mgd=0.65)), dict()),
-    ('maskd', dict(type='MasKDLoss', channels=C, num_tokens=4),
-     ('preds_S', 'preds_T'), None, dict()),
+     dict(
+         s=dict(
+             type='MGDConnector',
+             student_channels=C,
+             teacher_channels=C,
+             lambda_mgd=0.65)), dict()),
+    ('maskd', dict(type='MasKDLoss', channels=C,
+                   num_tokens=4), ('preds_S', 'preds_T'), None, dict()),
     ('fbkd', dict(type='FBKDLoss'), ('s_input', 't_input'),
-     dict(s=dict(type='FBKDStudentConnector', **_FBKD),
-          t=dict(type='FBKDTeacherConnector', **_FBKD)),
-     dict(normalize=False)),
+     dict(
+         s=dict(type='FBKDStudentConnector', **_FBKD),
+         t=dict(type='FBKDTeacherConnector', **_FBKD)), dict(normalize=False)),
 ]
 
 
 def _algorithm(loss_cfg, keys, connectors: Optional[Dict], avatars: Dict):
     losses, mappings = _pair(
-        loss_cfg, *keys,
+        loss_cfg,
+        *keys,
         s_connector='s' if connectors and 's' in connectors else None,
         t_connector='t' if connectors and 't' in connectors else None)
     torch.manual_seed(0)
     return MODELS.build(
-        dict(type='SingleTeacherDistill',
-             architecture=TinyNet(),
-             teacher=TinyNet(),
-             distiller=dict(
-                 type='AvatarDistiller',
-                 # p=0.5 scales kept values by 2: bfloat16 Avatars are exact
-                 avatars=dict(
-                     num_avatars=3,
-                     perturbation=dict(type='AvatarDropout', p=0.5),
-                     **avatars),
-                 student_recorders=dict(
-                     feat=dict(type='ModuleOutputs', source='feat')),
-                 teacher_recorders=dict(
-                     feat=dict(type='ModuleOutputs', source='feat')),
-                 distill_losses=losses,
-                 loss_forward_mappings=mappings,
-                 connectors=connectors)))
+        dict(
+            type='SingleTeacherDistill',
+            architecture=TinyNet(),
+            teacher=TinyNet(),
+            distiller=dict(
+                type='AvatarDistiller',
+                # p=0.5 scales kept values by 2: bfloat16 Avatars are exact
+                avatars=dict(
+                    num_avatars=3,
+                    perturbation=dict(type='AvatarDropout', p=0.5),
+                    **avatars),
+                student_recorders=dict(
+                    feat=dict(type='ModuleOutputs', source='feat')),
+                teacher_recorders=dict(
+                    feat=dict(type='ModuleOutputs', source='feat')),
+                distill_losses=losses,
+                loss_forward_mappings=mappings,
+                connectors=connectors)))
 
 
 def _to_fp32(recorders) -> None:
     for recorder in recorders.recorders.values():
         recorder.data_buffer[:] = [
-            x.float() if isinstance(x, torch.Tensor) else type(x)(
-                t.float() for t in x) for x in recorder.data_buffer
+            x.float() if isinstance(x, torch.Tensor) else type(x)(t.float()
+                                                                  for t in x)
+            for x in recorder.data_buffer
         ]
 
 
@@ -211,8 +227,14 @@ class Spy:
             reference = self.compute()
             torch.set_rng_state(after)
         self.records.append(
-            dict(out={k: v.detach() for k, v in out.items()},
-                 reference=reference, autocast=autocast, dtypes=dtypes))
+            dict(
+                out={
+                    k: v.detach()
+                    for k, v in out.items()
+                },
+                reference=reference,
+                autocast=autocast,
+                dtypes=dtypes))
         return out
 
 
@@ -222,10 +244,9 @@ def fresh_message_hub():
     MessageHub.get_instance(f'amp-test-{uuid.uuid4()}')
 
 
-@pytest.mark.parametrize('name,loss_cfg,keys,connectors,avatars', CASES,
-                         ids=[c[0] for c in CASES])
-def test_akd_losses_train_in_bf16(name, loss_cfg, keys, connectors,
-                                  avatars):
+@pytest.mark.parametrize(
+    'name,loss_cfg,keys,connectors,avatars', CASES, ids=[c[0] for c in CASES])
+def test_akd_losses_train_in_bf16(name, loss_cfg, keys, connectors, avatars):
     model = _algorithm(loss_cfg, keys, connectors, avatars)
     model.train()
     wrapper = _sgd(model)
@@ -259,9 +280,11 @@ def test_akd_losses_train_in_bf16(name, loss_cfg, keys, connectors,
         weights = [k for k in out if k.startswith('akd.')]
         assert len(weights) == 5  # w0..w2, wmax_over_wmin and u
         for key in weights:
-            torch.testing.assert_close(out[key], reference[key], rtol=1e-6,
-                                       atol=0.0)
-    changed = [k for k, v in model.student.state_dict().items()
-               if v.is_floating_point() and not torch.equal(v, student0[k])]
+            torch.testing.assert_close(
+                out[key], reference[key], rtol=1e-6, atol=0.0)
+    changed = [
+        k for k, v in model.student.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, student0[k])
+    ]
     assert 'feat.weight' in changed
     assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -1,6 +1,5 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Interrupt-and-resume gives the same losses and Avatars as one run."""
-import os.path as osp
 
 import pytest
 
@@ -33,12 +32,15 @@ def runs(tmp_path_factory, shapes_root):
     def options(iters, **extra):
         # the schedule always spans 6 iterations; only the stop differs
         return demo_options(
-            shapes_root, iters=iters, **{
+            shapes_root,
+            iters=iters,
+            **{
                 'model.teacher_ckpt': teacher,
                 'param_scheduler.0.end': 6,
                 'train_cfg.val_interval': 100,
                 'default_hooks.checkpoint.interval': 3
-            }, **extra)
+            },
+            **extra)
 
     full = str(tmp / 'full')
     _train(full, options(6))
@@ -49,8 +51,8 @@ def runs(tmp_path_factory, shapes_root):
         log = _train(work, options(6, **extra), resume=True)
         assert 'resumed epoch: 0, iter: 3' in log
         out[name] = {
-            r['iter']: r for r in read_scalars(work)
-            if 'loss' in r and r['iter'] > 3
+            r['iter']: r
+            for r in read_scalars(work) if 'loss' in r and r['iter'] > 3
         }
     return out
 
@@ -60,14 +62,14 @@ def test_resumed_run_matches_the_uninterrupted_one(runs):
     assert sorted(resumed) == [4, 5, 6]
     for it in (4, 5, 6):
         for key in KEYS:
-            assert resumed[it][key] == pytest.approx(full[it][key],
-                                                     rel=1e-6), (it, key)
+            assert resumed[it][key] == pytest.approx(
+                full[it][key], rel=1e-6), (it, key)
 
 
 def test_without_the_hook_dropout_draws_differ(runs):
     """The control: MMEngine alone re-seeds PyTorch on resume, so the
     models' dropout masks (not the Avatars) change."""
     full, resumed = runs['full'], runs['no_hook']
-    assert any(resumed[it]['loss'] != pytest.approx(full[it]['loss'],
-                                                    rel=1e-6)
-               for it in (4, 5, 6))
+    assert any(
+        resumed[it]['loss'] != pytest.approx(full[it]['loss'], rel=1e-6)
+        for it in (4, 5, 6))

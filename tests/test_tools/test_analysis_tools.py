@@ -21,30 +21,37 @@ def akd_run(tmp_path_factory, shapes_root):
         f"_base_ = ['{osp.join(REPO, DEMO_AKD)}']\n"
         "visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), "
         "dict(type='TensorboardVisBackend')])\n")
-    result = run_python([
-        'tools/train.py', str(config), '--work-dir', work, '--cfg-options'
-    ] + cli_options(demo_options(shapes_root, iters=3, **{
-        'model.teacher_ckpt': teacher, 'train_cfg.val_interval': 100})))
+    result = run_python(
+        ['tools/train.py',
+         str(config), '--work-dir', work, '--cfg-options'] + cli_options(
+             demo_options(
+                 shapes_root,
+                 iters=3,
+                 **{
+                     'model.teacher_ckpt': teacher,
+                     'train_cfg.val_interval': 100
+                 })))
     assert result.returncode == 0, result.stderr[-3000:]
-    return dict(work=work, ckpt=osp.join(work, 'iter_3.pth'),
-                data=shapes_root)
+    return dict(work=work, ckpt=osp.join(work, 'iter_3.pth'), data=shapes_root)
 
 
 def _png_size(path):
     with open(path, 'rb') as f:
         head = f.read(24)
     assert head[:8] == b'\x89PNG\r\n\x1a\n'
-    return int.from_bytes(head[16:20], 'big'), int.from_bytes(
-        head[20:24], 'big')
+    return int.from_bytes(head[16:20],
+                          'big'), int.from_bytes(head[20:24], 'big')
 
 
 def test_visualize_avatars(akd_run, tmp_path):
-    image = sorted(glob.glob(osp.join(akd_run['data'], 'leftImg8bit', 'val',
-                                      'shapes', '*.png')))[0]
+    image = sorted(
+        glob.glob(
+            osp.join(akd_run['data'], 'leftImg8bit', 'val', 'shapes',
+                     '*.png')))[0]
     out = str(tmp_path / 'avatars.png')
     result = run_python([
-        'tools/analysis_tools/visualize_avatars.py', DEMO_AKD,
-        akd_run['ckpt'], image, '--out', out
+        'tools/analysis_tools/visualize_avatars.py', DEMO_AKD, akd_run['ckpt'],
+        image, '--out', out
     ])
     assert result.returncode == 0, result.stderr[-3000:]
     weights = re.search(r'weights \[(.*)\]', result.stdout).group(1)
@@ -55,8 +62,8 @@ def test_visualize_avatars(akd_run, tmp_path):
     assert width > 1.4 * height > 560  # two rows of K + 1 = 5 panels
     # K is fixed by the per-Avatar strengths
     result = run_python([
-        'tools/analysis_tools/visualize_avatars.py', DEMO_AKD,
-        akd_run['ckpt'], image, '--out', out, '--num-avatars', '3'
+        'tools/analysis_tools/visualize_avatars.py', DEMO_AKD, akd_run['ckpt'],
+        image, '--out', out, '--num-avatars', '3'
     ])
     assert result.returncode != 0
     assert '--num-avatars 3: the config sets one strength per Avatar for 4' \
@@ -65,11 +72,12 @@ def test_visualize_avatars(akd_run, tmp_path):
 
 def test_visualize_refuses_a_config_without_avatars(akd_run, tmp_path):
     from helpers import DEMO_CWD
-    image = glob.glob(osp.join(akd_run['data'], 'leftImg8bit', 'val',
-                               'shapes', '*.png'))[0]
+    image = glob.glob(
+        osp.join(akd_run['data'], 'leftImg8bit', 'val', 'shapes', '*.png'))[0]
     result = run_python([
-        'tools/analysis_tools/visualize_avatars.py', DEMO_CWD,
-        akd_run['ckpt'], image, '--out', str(tmp_path / 'x.png')
+        'tools/analysis_tools/visualize_avatars.py', DEMO_CWD, akd_run['ckpt'],
+        image, '--out',
+        str(tmp_path / 'x.png')
     ])
     assert result.returncode != 0
     assert 'not AvatarDistiller' in result.stderr
@@ -86,7 +94,8 @@ def test_plot_logs(akd_run, tmp_path):
     assert _png_size(out)[0] > 800
     missing = run_python([
         'tools/analysis_tools/plot_logs.py', akd_run['work'], '--keys',
-        'nothing.*', '--out', str(tmp_path / 'none.png')
+        'nothing.*', '--out',
+        str(tmp_path / 'none.png')
     ])
     assert missing.returncode != 0 and 'no logged key' in missing.stderr
 
@@ -94,12 +103,14 @@ def test_plot_logs(akd_run, tmp_path):
 def test_tensorboard_switched_on_by_config(akd_run):
     from tensorboard.backend.event_processing.event_accumulator import \
         EventAccumulator
-    events = glob.glob(osp.join(akd_run['work'], '*', 'vis_data',
-                                'events.out.tfevents.*'))
+    events = glob.glob(
+        osp.join(akd_run['work'], '*', 'vis_data', 'events.out.tfevents.*'))
     assert events, 'no TensorBoard event file'
     acc = EventAccumulator(osp.dirname(events[0]))
     acc.Reload()
     tags = set(acc.Tags()['scalars'])
-    assert {'distill.loss_cwd', 'distill.akd.cwd.w0', 'distill.akd.cwd.u',
-            'student.decode.loss_ce'} <= tags
+    assert {
+        'distill.loss_cwd', 'distill.akd.cwd.w0', 'distill.akd.cwd.u',
+        'student.decode.loss_ce'
+    } <= tags
     assert [e.step for e in acc.Scalars('distill.akd.cwd.w3')] == [1, 2, 3]

@@ -6,16 +6,18 @@ import os.path as osp
 import subprocess
 import sys
 
-import pytest
-
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = 'configs/akd/demo'
 STUDENT = f'{DEMO}/pspnet_r18-w8_1xb8-600it_shapes-128.py'
 
 
 def run(args, timeout):
-    proc = subprocess.run([sys.executable] + args, cwd=REPO, timeout=timeout,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable] + args,
+        cwd=REPO,
+        timeout=timeout,
+        capture_output=True,
+        text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -55,8 +57,10 @@ def test_demo_quick_mgkd_runs_both_stages(tmp_path):
     """Multi-granularity distillation in the demo: teacher, stage 1, student,
     KD, KD + MGKD, each loading the checkpoints of the runs before it."""
     work = tmp_path / 'mgkd'
-    out = run(['tools/demo.py', '--task', 'mgkd', '--quick', '--work-dir',
-               str(work)], 600)
+    out = run([
+        'tools/demo.py', '--task', 'mgkd', '--quick', '--work-dir',
+        str(work)
+    ], 600)
     for step in ('1/6', '2/6', '3/6', '4/6', '5/6', '6/6'):
         assert f'[demo] {step}' in out
     results = json.loads((work / 'results.json').read_text())
@@ -69,12 +73,14 @@ def test_demo_quick_mgkd_runs_both_stages(tmp_path):
     teacher = results['teacher']['checkpoint']
     for name in ('analyser', 'kd', 'mgkd'):
         assert f'model.teacher_ckpt={teacher}' in results[name]['command']
-    assert ('model.distiller.connectors.t_tubes.checkpoint='
-            f"{results['analyser']['checkpoint']}"
-            ) in results['mgkd']['command']
+    assert (
+        'model.distiller.connectors.t_tubes.checkpoint='
+        f"{results['analyser']['checkpoint']}") in results['mgkd']['command']
     # only the MGKD run logged the granularity and stable-excitation losses
-    keys = {n: set().union(*[r.keys() for r in results[n]['train_log']])
-            for n in names}
+    keys = {
+        n: set().union(*[r.keys() for r in results[n]['train_log']])
+        for n in names
+    }
     assert {'distill.loss_stable', 'distill.loss_narrow',
             'distill.loss_wide'} <= keys['mgkd']
     assert not any(k.startswith('distill.loss_narrow') for k in keys['kd'])
@@ -99,13 +105,26 @@ def test_reproduce_reports_paired_difference(tmp_path):
         'param_scheduler.0.end=2', 'default_hooks.checkpoint.interval=2',
         'default_hooks.logger.interval=1'
     ]
-    out = run(['tools/reproduce.py', STUDENT, STUDENT, '--seeds', '2',
-               '--names', 'a', 'b', '--work-dir', str(work),
-               '--note', 'synthetic shapes data',
-               # B only: a setting that leaves the runs identical
-               '--options-b', 'default_hooks.checkpoint.max_keep_ckpts=1',
-               '--cfg-options'] + options,
-              600)
+    out = run(
+        [
+            'tools/reproduce.py',
+            STUDENT,
+            STUDENT,
+            '--seeds',
+            '2',
+            '--names',
+            'a',
+            'b',
+            '--work-dir',
+            str(work),
+            '--note',
+            'synthetic shapes data',
+            # B only: a setting that leaves the runs identical
+            '--options-b',
+            'default_hooks.checkpoint.max_keep_ckpts=1',
+            '--cfg-options'
+        ] + options,
+        600)
     assert '[reproduce] seed 1 (2/2): training b' in out
     report = json.loads((work / 'reproduce.json').read_text())
     assert report['metric'] == 'mIoU' and report['seeds'] == [0, 1]
@@ -114,13 +133,17 @@ def test_reproduce_reports_paired_difference(tmp_path):
     assert a == b and len(a) == 2
     assert report['summary']['diff']['mean'] == 0
     # different seeds give different runs
-    losses = {(r['name'], r['seed']): [x['loss'] for x in r['train_log']
-                                       if 'loss' in x] for r in report['runs']}
+    losses = {
+        (r['name'], r['seed']):
+        [x['loss'] for x in r['train_log'] if 'loss' in x]
+        for r in report['runs']
+    }
     assert losses[('a', 0)] == losses[('b', 0)]
     assert losses[('a', 0)] != losses[('a', 1)]
     commands = {(r['name'], r['seed']): r['command'] for r in report['runs']}
     assert 'default_hooks.checkpoint.max_keep_ckpts=1' in commands[('b', 1)]
-    assert 'default_hooks.checkpoint.max_keep_ckpts=1' not in commands[('a', 1)]
+    assert 'default_hooks.checkpoint.max_keep_ckpts=1' not in commands[('a',
+                                                                        1)]
     md = (work / 'reproduce.md').read_text()
     assert 'mean ± std' in md and 'synthetic shapes data' in md
     assert osp.isdir(work / 'a_seed0') and osp.isdir(work / 'b_seed1')

@@ -28,19 +28,31 @@ def _dist_train(work: str, shapes_root: str, teacher: str, seed: int):
                 "allow_failed_imports=False)\n"
                 "custom_hooks = [dict(type='mmrazor.DistProbeHook', "
                 f"out_dir='{work}')]\n")
-    options = demo_options(shapes_root, iters=3, **{
-        'model.teacher_ckpt': teacher,
-        'train_cfg.val_interval': 100,
-        'randomness.seed': seed,
-    })
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
-               OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join(
-                   [REPO, osp.join(REPO, 'tests', 'data')]))
+    options = demo_options(
+        shapes_root,
+        iters=3,
+        **{
+            'model.teacher_ckpt': teacher,
+            'train_cfg.val_interval': 100,
+            'randomness.seed': seed,
+        })
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=str(_free_port()),
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=os.pathsep.join([REPO,
+                                    osp.join(REPO, 'tests', 'data')]))
     result = subprocess.run(
-        ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work,
-         '--cfg-options'] + cli_options(options),
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        [
+            'bash', 'tools/dist_train.sh', config, '2', '--work-dir', work,
+            '--cfg-options'
+        ] + cli_options(options),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + \
         result.stderr[-4000:]
     ranks = []

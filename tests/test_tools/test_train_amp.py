@@ -77,12 +77,15 @@ def test_already_amp_keeps_its_dtype_unless_given(enable_amp):
 
 
 def test_every_wrapper_of_a_constructor(enable_amp):
-    cfg = Config(dict(optim_wrapper=dict(
-        constructor='mmrazor.SeparateOptimWrapperConstructor',
-        architecture=dict(type='OptimWrapper',
-                          optimizer=dict(type='SGD', lr=0.1)),
-        generator=dict(type='OptimWrapper',
-                       optimizer=dict(type='Adam', lr=1e-3)))))
+    cfg = Config(
+        dict(
+            optim_wrapper=dict(
+                constructor='mmrazor.SeparateOptimWrapperConstructor',
+                architecture=dict(
+                    type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1)),
+                generator=dict(
+                    type='OptimWrapper', optimizer=dict(type='Adam',
+                                                        lr=1e-3)))))
     enable_amp(cfg, None, cuda=False)
     for key in ('architecture', 'generator'):
         assert cfg.optim_wrapper[key].type == 'mmrazor.CPUAmpOptimWrapper'
@@ -109,9 +112,11 @@ def test_amp_dtype_option(train_tool, monkeypatch, capsys):
 
 @pytest.mark.slow  # enable_amp's own test covers the error; this the CLI
 def test_cli_float16_on_cpu_fails_before_building(tmp_path):
-    result = run_python(['tools/train.py', DEMO_AKD, '--amp', '--amp-dtype',
-                         'float16', '--work-dir', str(tmp_path / 'work')],
-                        NO_CUDA)
+    result = run_python([
+        'tools/train.py', DEMO_AKD, '--amp', '--amp-dtype', 'float16',
+        '--work-dir',
+        str(tmp_path / 'work')
+    ], NO_CUDA)
     assert result.returncode != 0
     assert "ValueError: optim_wrapper.dtype='float16'" in result.stderr
 
@@ -124,19 +129,22 @@ def test_cli_amp_trains_akd_on_cpu_in_bf16(tmp_path, shapes_root):
     bfloat16; add @pytest.mark.slow if it grows.)"""
     work_dir = str(tmp_path / 'work')
     teacher = random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
-    options = demo_options(shapes_root, iters=2, **{
-        'model.teacher_ckpt': teacher,
-        'train_cfg.val_interval': 100,  # no validation: faster
-    })
-    result = run_python(
-        ['tools/train.py', DEMO_AKD, '--amp', '--work-dir', work_dir,
-         '--cfg-options'] + cli_options(options), NO_CUDA)
+    options = demo_options(
+        shapes_root,
+        iters=2,
+        **{
+            'model.teacher_ckpt': teacher,
+            'train_cfg.val_interval': 100,  # no validation: faster
+        })
+    result = run_python([
+        'tools/train.py', DEMO_AKD, '--amp', '--work-dir', work_dir,
+        '--cfg-options'
+    ] + cli_options(options), NO_CUDA)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
     assert '--amp without CUDA: bfloat16 autocast on CPU' in log
 
-    dumped = Config.fromfile(
-        osp.join(work_dir, osp.basename(DEMO_AKD)))
+    dumped = Config.fromfile(osp.join(work_dir, osp.basename(DEMO_AKD)))
     assert dumped.optim_wrapper.type == 'mmrazor.CPUAmpOptimWrapper'
     assert dumped.optim_wrapper.dtype == 'bfloat16'
 

@@ -4,8 +4,6 @@ shapes dataset (synthetic data) with random weights."""
 import glob
 import os.path as osp
 
-import pytest
-
 from mmakd.testing import random_weights_overrides, shapes_det_overrides
 from mmakd.utils import load_config
 from helpers import REPO, cli_options, run_python
@@ -31,8 +29,8 @@ def _options(config, shapes_root, validate, **extra):
 
 
 def _check(result):
-    assert result.returncode == 0, (result.stdout[-2000:] +
-                                    result.stderr[-4000:])
+    assert result.returncode == 0, (
+        result.stdout[-2000:] + result.stderr[-4000:])
     return result.stdout + result.stderr
 
 
@@ -54,7 +52,9 @@ def test_train_and_resume_mmrazor_shipped_config(tmp_path, shapes_root,
     log = _check(
         run_python(
             args + ['--resume', '--cfg-options'] + _options(
-                CWD_RETINA, shapes_root, validate=False,
+                CWD_RETINA,
+                shapes_root,
+                validate=False,
                 **{'train_cfg.max_epochs': 2}), env))
     assert 'resumed epoch: 1, iter: 2' in log
     assert 'Epoch(train) [2][2/2]' in log
@@ -63,10 +63,13 @@ def test_train_and_resume_mmrazor_shipped_config(tmp_path, shapes_root,
     # --resume CKPT restarts from an explicit checkpoint.
     log = _check(
         run_python(
-            args + ['--resume', osp.join(work_dir, 'epoch_1.pth'),
-                    '--cfg-options'] + _options(
-                CWD_RETINA, shapes_root, validate=False,
-                **{'train_cfg.max_epochs': 2}), env))
+            args +
+            ['--resume',
+             osp.join(work_dir, 'epoch_1.pth'), '--cfg-options'] + _options(
+                 CWD_RETINA,
+                 shapes_root,
+                 validate=False,
+                 **{'train_cfg.max_epochs': 2}), env))
     assert 'resumed epoch: 1, iter: 2' in log
 
 
@@ -76,8 +79,7 @@ def test_train_validate_then_test_local_config(tmp_path, shapes_root):
     work_dir = str(tmp_path / 'work')
     log = _check(
         run_python([
-            'tools/train.py', OVERLAY, '--work-dir', work_dir,
-            '--cfg-options'
+            'tools/train.py', OVERLAY, '--work-dir', work_dir, '--cfg-options'
         ] + _options(OVERLAY, shapes_root, validate=True)))
     assert 'coco/bbox_mAP' in log
     ckpt = osp.join(work_dir, 'epoch_1.pth')
@@ -99,13 +101,17 @@ def test_convert_shipped_config_to_akd_from_the_command_line(
     the Avatar weights and uncertainty appear in the training log."""
     work_dir = str(tmp_path / 'work')
     log = _check(
-        run_python(['tools/train.py', CWD_RETINA, '--work-dir', work_dir,
-                    '--cfg-options'] +
-                   _options(CWD_RETINA, shapes_root, validate=False,
-                            **{'train_dataloader.dataset.indices': 2}) +
-                   ['model.distiller.type=AvatarDistiller',
-                    'model.distiller.avatars.num_avatars=2'],
-                   dict(TORCH_HOME=torch_home)))
+        run_python([
+            'tools/train.py', CWD_RETINA, '--work-dir', work_dir,
+            '--cfg-options'
+        ] + _options(
+            CWD_RETINA,
+            shapes_root,
+            validate=False,
+            **{'train_dataloader.dataset.indices': 2}) + [
+                'model.distiller.type=AvatarDistiller',
+                'model.distiller.avatars.num_avatars=2'
+            ], dict(TORCH_HOME=torch_home)))
     assert 'Epoch(train) [1][1/1]' in log
     for key in ('distill.akd.cwd_fpn0.w0', 'distill.akd.cwd_fpn0.w1',
                 'distill.akd.cwd_fpn4.u', 'distill.loss_cwd_fpn0'):

@@ -20,11 +20,13 @@ from mmakd.apis import read_scalars
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('logs', nargs='+',
-                        help='work directories or scalars.json files')
-    parser.add_argument('--keys', nargs='+',
-                        default=['distill.loss_*', 'distill.akd.*.w[0-9]*'],
-                        help='patterns of logged keys, one panel each')
+    parser.add_argument(
+        'logs', nargs='+', help='work directories or scalars.json files')
+    parser.add_argument(
+        '--keys',
+        nargs='+',
+        default=['distill.loss_*', 'distill.akd.*.w[0-9]*'],
+        help='patterns of logged keys, one panel each')
     parser.add_argument('--legend', nargs='+', help='a name per log')
     parser.add_argument('--out', required=True, help='output image')
     parser.add_argument('--title', default=None)
@@ -44,8 +46,10 @@ def main() -> None:
     names = args.legend or [osp.basename(osp.normpath(p)) for p in args.logs]
     if len(names) != len(args.logs):
         raise ValueError('--legend needs one name per log')
-    runs = {name: [r for r in load(p) if 'loss' in r or 'lr' in r]
-            for name, p in zip(names, args.logs)}
+    runs = {
+        name: [r for r in load(p) if 'loss' in r or 'lr' in r]
+        for name, p in zip(names, args.logs)
+    }
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -54,11 +58,14 @@ def main() -> None:
     plotted = 0
     for ax, pattern in zip(axes[0], args.keys):
         for name, records in runs.items():
-            keys = sorted({
-                k for r in records for k in r if fnmatch.fnmatch(k, pattern)
-            })
+            keys = sorted(
+                {k
+                 for r in records
+                 for k in r if fnmatch.fnmatch(k, pattern)})
             for key in keys:
-                xs = [r.get('iter', r.get('step')) for r in records if key in r]
+                xs = [
+                    r.get('iter', r.get('step')) for r in records if key in r
+                ]
                 ys = [r[key] for r in records if key in r]
                 label = key if len(runs) == 1 else f'{name}: {key}'
                 ax.plot(xs, ys, label=label, linewidth=1.2)

@@ -18,7 +18,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--out', help='output path (default: <checkpoint>_student.pth)')
     parser.add_argument(
-        '--prefix', default='architecture.',
+        '--prefix',
+        default='architecture.',
         help="key prefix of the student (MMRazor's: 'architecture.')")
     return parser.parse_args()
 

@@ -82,7 +82,9 @@ class RandomStateHook(Hook):
             restore_random_states(self._pending, torch_only=False)
             self._pending = None
 
-    def before_train_iter(self, runner, batch_idx: int,
+    def before_train_iter(self,
+                          runner,
+                          batch_idx: int,
                           data_batch: Optional[dict] = None) -> None:
         if self._pending is not None:
             restore_random_states(self._pending, torch_only=True)

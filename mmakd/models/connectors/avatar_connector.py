@@ -12,6 +12,7 @@ from ..utils.statistics import standardize
 __all__ = ['AvatarConnector']
 
 _DEFAULT_PERTURBATION = dict(type='AvatarDropout', p=0.1)
+PerturbationCfg = Optional[Union[Dict, BaseAvatarPerturbation]]
 
 
 @MODELS.register_module()
@@ -50,9 +51,7 @@ class AvatarConnector(BaseConnector):
     """
 
     def __init__(self,
-                 perturbation: Optional[Union[Dict,
-                                              BaseAvatarPerturbation]] = \
-                 _DEFAULT_PERTURBATION,
+                 perturbation: PerturbationCfg = _DEFAULT_PERTURBATION,
                  normalize: bool = True,
                  init_cfg: Optional[Dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)

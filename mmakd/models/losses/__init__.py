@@ -2,8 +2,8 @@
 from .maskd_loss import MasKDLoss, mask_diversity
 
 __all__ = ['MasKDLoss', 'mask_diversity']
-from .mgkd_granularity_loss import (MGKDGranularityLoss,  # noqa: E402
-                                    mgkd_kl_divergence)
+from .mgkd_granularity_loss import MGKDGranularityLoss  # noqa: E402
+from .mgkd_granularity_loss import mgkd_kl_divergence
 from .mgkd_stable_excitation_loss import MGKDStableExcitationLoss  # noqa
 
 __all__ += [

@@ -20,15 +20,15 @@ def _fold(conv: nn.Conv2d, bn: _BatchNorm) -> None:
     """Rewrite ``conv`` in place so that it computes ``bn(conv(x))``."""
     with torch.no_grad():
         std = torch.sqrt(bn.running_var.float() + bn.eps)
-        gamma = bn.weight.float() if bn.weight is not None else torch.ones_like(
-            std)
+        gamma = bn.weight.float(
+        ) if bn.weight is not None else torch.ones_like(std)
         beta = bn.bias.float() if bn.bias is not None else torch.zeros_like(
             std)
         factor = gamma / std
         bias = conv.bias.float() if conv.bias is not None else \
             torch.zeros_like(std)
-        weight = conv.weight.float() * factor.reshape(-1, *(
-            [1] * (conv.weight.dim() - 1)))
+        weight = conv.weight.float() * factor.reshape(
+            -1, *([1] * (conv.weight.dim() - 1)))
         new_bias = (bias - bn.running_mean.float()) * factor + beta
     dtype = conv.weight.dtype
     conv.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
@@ -55,8 +55,10 @@ def _convmodule_pair(module: nn.Module) -> Optional[List[str]]:
     return ['conv', module.norm_name]
 
 
+# yapf: disable
 def fuse_frozen_conv_bn(model: nn.Module,
                         keep: Iterable[str] = ()) -> List[str]:
+    # yapf: enable
     """Fold every BatchNorm that directly follows a convolution into it.
 
     A pair is folded when the BatchNorm is the convolution's immediate
@@ -90,8 +92,10 @@ def fuse_frozen_conv_bn(model: nn.Module,
         else:
             sequential = isinstance(module, nn.Sequential)
             for (a, _), (b, _) in zip(children, children[1:]):
-                numbered = (a.startswith('conv') and b in (
-                    'norm' + a[4:], 'bn' + a[4:]) and a[4:].isdigit())
+                numbered = (
+                    a.startswith('conv')
+                    and b in ('norm' + a[4:], 'bn' + a[4:])
+                    and a[4:].isdigit())
                 if sequential or numbered:
                     pairs.append((a, b))
         for a, b in pairs:

@@ -143,4 +143,3 @@ def build_model_from_spec(spec: ModelSpec, key: str) -> nn.Module:
         raise TypeError(f'{key} built a {type(model).__name__}, which is not '
                         'an mmengine BaseModel.')
     return model
-

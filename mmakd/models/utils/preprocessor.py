@@ -40,8 +40,8 @@ def preprocessing_signature(preprocessor: Optional[nn.Module]) -> \
     return dict(mean=mean, std=std, flip_channels=flip)
 
 
-def _close(a: Optional[Tuple[float, ...]],
-           b: Optional[Tuple[float, ...]]) -> bool:
+def _close(a: Optional[Tuple[float, ...]], b: Optional[Tuple[float,
+                                                             ...]]) -> bool:
     if a is None or b is None:
         return a is b
     return len(a) == len(b) and torch.allclose(
@@ -82,6 +82,6 @@ def check_preprocessors_match(
         if diffs:
             raise ValueError(
                 f'{key} and {ref_key} preprocess images differently; the '
-                f'model would see inputs unlike those it was trained on: '
-                + '; '.join(diffs) + '. Make them agree, or set '
+                f'model would see inputs unlike those it was trained on: ' +
+                '; '.join(diffs) + '. Make them agree, or set '
                 'model.check_preprocessors=False if this is intended.')

@@ -5,8 +5,7 @@ _base_ = 'mmrazor::distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_1x_coco.py'
 model = dict(
     type='FlexibleTeacherDistill',
     architecture=dict(
-        _delete_=True,
-        cfg_path='{{fileDirname}}/retinanet_r18_fpn_shapes.py'),
+        _delete_=True, cfg_path='{{fileDirname}}/retinanet_r18_fpn_shapes.py'),
     teacher=dict(
         _delete_=True,
         cfg_path='mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',

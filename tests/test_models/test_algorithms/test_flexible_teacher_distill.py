@@ -4,13 +4,13 @@ import os.path as osp
 
 import pytest
 import torch
-from helpers import REPO
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 from mmakd.models import FlexibleTeacherDistill
 from mmakd.registry import MODELS
 from mmakd.testing import CountHostSyncs, det_batch
+from helpers import REPO
 
 OVERLAY = osp.join(
     REPO, 'tests/data/configs/cwd_retinanet-r50_retinanet-r18_shapes.py')

@@ -13,7 +13,6 @@ import socket
 
 import pytest
 import torch
-from helpers import REPO, cli_options, run_python
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
@@ -23,6 +22,7 @@ from mmakd.models.algorithms.maskd_mask_learner import masked_feature
 from mmakd.registry import MODELS
 from mmakd.testing import det_batch, shapes_det_overrides
 from mmakd.utils import load_config
+from helpers import REPO, cli_options, run_python
 
 DATA = osp.join(REPO, 'tests', 'data')
 SHAPES_TEACHER = osp.join(DATA, 'configs', 'retinanet_r18_fpn_shapes.py')

@@ -11,8 +11,10 @@ from mmakd.registry import MODELS
 
 def test_teacher_connector_is_a_standardised_dropout_avatar():
     connector = MODELS.build(
-        dict(type='AvatarConnector',
-             perturbation=dict(type='AvatarDropout', p=0.5), normalize=False))
+        dict(
+            type='AvatarConnector',
+            perturbation=dict(type='AvatarDropout', p=0.5),
+            normalize=False))
     x = torch.rand(4, 8, 6, 6) + 1
     torch.manual_seed(0)
     out = connector(x)
@@ -52,10 +54,12 @@ def test_k1_akd_inside_an_unchanged_configurable_distiller():
         connectors=dict(
             s_norm=dict(type='AvatarConnector', perturbation=None),
             t_avatar=dict(type='AvatarConnector', normalize=False)),
-        loss_forward_mappings=dict(loss_cwd=dict(
-            preds_S=dict(from_student=True, recorder='f', connector='s_norm'),
-            preds_T=dict(from_student=False, recorder='f',
-                         connector='t_avatar'))))
+        loss_forward_mappings=dict(
+            loss_cwd=dict(
+                preds_S=dict(
+                    from_student=True, recorder='f', connector='s_norm'),
+                preds_T=dict(
+                    from_student=False, recorder='f', connector='t_avatar'))))
     student = nn.Sequential(nn.Conv2d(3, 8, 1))
     teacher = nn.Sequential(nn.Conv2d(3, 8, 1))
     distiller.prepare_from_student(student)
@@ -78,8 +82,8 @@ def test_k1_akd_inside_an_unchanged_configurable_distiller():
 @pytest.mark.parametrize('kwargs,error,match', [
     (dict(perturbation=dict(type='AvatarDropout', p=1.5)), ValueError,
      r'AvatarConnector.perturbation.p must be'),
-    (dict(perturbation=dict(type='AvatarDropout', num_avatars=2)),
-     ValueError, r'num_avatars must be 1'),
+    (dict(perturbation=dict(type='AvatarDropout', num_avatars=2)), ValueError,
+     r'num_avatars must be 1'),
     (dict(normalize='yes'), TypeError, r'normalize must be a bool'),
 ])
 def test_invalid_settings(kwargs, error, match):

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import REPO
 from mmengine.logging import MessageHub
 from torch import nn
 
 from mmakd.models import AvatarDistiller, BaseAvatarPerturbation
 from mmakd.registry import MODELS
+from helpers import REPO
 
 GOLDEN = osp.join(REPO, 'tests/data/golden/akd_losses.json')
 

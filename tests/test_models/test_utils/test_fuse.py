@@ -56,12 +56,11 @@ class Crossed(nn.Module):
 
 def _model() -> nn.Module:
     return nn.Sequential(
-        nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4),
-                      nn.ReLU()),
-        Block(),
-        ConvModule(6, 4, 1, norm_cfg=dict(type='BN')),
-        ConvModule(4, 4, 1, norm_cfg=dict(type='BN'),
-                   order=('conv', 'act', 'norm')),
+        nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
+        Block(), ConvModule(6, 4, 1, norm_cfg=dict(type='BN')),
+        ConvModule(
+            4, 4, 1, norm_cfg=dict(type='BN'), order=('conv', 'act', 'norm')),
         Crossed())
 
 
@@ -94,13 +93,18 @@ def test_keep_leaves_recorded_pairs_alone():
 
 
 def test_real_resnet_backbone():
-    from mmseg.registry import MODELS
     from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmseg'):
         backbone = MODELS.build(
-            dict(type='ResNetV1c', depth=18, base_channels=16,
-                 norm_cfg=dict(type='BN'), strides=(1, 2, 1, 1),
-                 dilations=(1, 1, 2, 4), contract_dilation=True))
+            dict(
+                type='ResNetV1c',
+                depth=18,
+                base_channels=16,
+                norm_cfg=dict(type='BN'),
+                strides=(1, 2, 1, 1),
+                dilations=(1, 1, 2, 4),
+                contract_dilation=True))
     backbone = _randomise_bn(backbone)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     expected = backbone(x)
@@ -116,8 +120,9 @@ def test_real_resnet_backbone():
     assert sum(isinstance(m, _BatchNorm) for m in before.modules()) == 23
 
 
-@pytest.mark.parametrize('bn', [nn.BatchNorm2d(4, track_running_stats=False),
-                                nn.BatchNorm2d(5)])
+@pytest.mark.parametrize(
+    'bn', [nn.BatchNorm2d(4, track_running_stats=False),
+           nn.BatchNorm2d(5)])
 def test_unfoldable_pairs_are_skipped(bn):
     model = nn.Sequential(nn.Conv2d(3, 4, 1), bn)
     assert fuse_frozen_conv_bn(model) == []

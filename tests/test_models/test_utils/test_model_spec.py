@@ -72,8 +72,7 @@ def test_inline_dict_without_scope_uses_the_default_scope():
         assert isinstance(
             build_model_from_spec(model_cfg, 'model.teacher'), RetinaNet)
     with DefaultScope.overwrite_default_scope('mmrazor'):
-        with pytest.raises(KeyError,
-                           match=r"model.teacher.*_scope_='mmdet'"):
+        with pytest.raises(KeyError, match=r"model.teacher.*_scope_='mmdet'"):
             build_model_from_spec(model_cfg, 'model.teacher')
 
 
@@ -86,8 +85,8 @@ def test_inline_dict_without_scope_uses_the_default_scope():
      r'not installed'),
     (dict(cfg_path=LOCAL_CFG, pretrained=True), ValueError,
      r'model.teacher.pretrained=True needs a "package::path"'),
-    (dict(cfg_path=LOCAL_CFG, depth=50), ValueError,
-     r'model.teacher has cfg_path.*depth'),
+    (dict(cfg_path=LOCAL_CFG,
+          depth=50), ValueError, r'model.teacher has cfg_path.*depth'),
     (dict(pretrained=False), KeyError, r'model.teacher needs either'),
     ('retinanet.py', TypeError, r'model.teacher must be a model dict'),
 ])
@@ -109,8 +108,8 @@ def test_pretrained_checkpoint_is_loaded_strictly(tmp_path):
 
     other = build_model_from_spec(
         dict(
-            cfg_path=LOCAL_CFG,
-            cfg_options={'model.bbox_head.num_classes': 3}), 'm')
+            cfg_path=LOCAL_CFG, cfg_options={'model.bbox_head.num_classes':
+                                             3}), 'm')
     torch.save(dict(state_dict=other.state_dict()), path)
     with pytest.raises(RuntimeError, match='size mismatch'):
         build_model_from_spec(

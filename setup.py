@@ -1,11 +1,17 @@
 # Copyright (c) mmakd contributors. All rights reserved.
+import os
 import os.path as osp
 import re
+import shutil
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 from typing import List
 
-from setuptools import find_packages, setup
-
 HERE = osp.dirname(osp.abspath(__file__))
+#: What MIM and MMEngine's ``mmakd::`` config paths read from
+#: ``mmakd/.mim``: links to the repository's folders in the source tree (and
+#: so in an editable install), copies in a wheel.
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def read_version() -> str:
@@ -24,6 +30,31 @@ def parse_requirements(*names: str) -> List[str]:
                 if line and not line.startswith('-'):
                     requirements.append(line)
     return requirements
+
+
+class BuildPyWithMim(build_py):
+    """``build_py`` that also copies :data:`MIM_FILES` into the built
+    ``mmakd/.mim`` (every non-editable build: wheels, ``pip install .``)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, 'editable_mode', False):
+            return  # the source tree's mmakd/.mim links serve the install
+        target = osp.join(self.build_lib, 'mmakd', '.mim')
+        os.makedirs(target, exist_ok=True)
+        for name in MIM_FILES:
+            src, dst = osp.join(HERE, name), osp.join(target, name)
+            if osp.islink(dst) or osp.isfile(dst):
+                os.remove(dst)
+            elif osp.isdir(dst):
+                shutil.rmtree(dst)
+            if osp.isdir(src):
+                shutil.copytree(
+                    src,
+                    dst,
+                    ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+            else:
+                shutil.copy2(src, dst)
 
 
 with open(osp.join(HERE, 'README.md'), encoding='utf-8') as f:
@@ -45,9 +76,9 @@ setup(
     extras_require=dict(tests=parse_requirements('tests')),
     classifiers=[
         'Development Status :: 4 - Beta',
-        'License :: OSI Approved :: Apache Software License',
         'Programming Language :: Python :: 3',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
     ],
-    license='Apache License 2.0',
+    license='Apache-2.0',
+    cmdclass=dict(build_py=BuildPyWithMim),
     zip_safe=False)

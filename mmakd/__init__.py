@@ -7,7 +7,8 @@ on the installed PyTorch (:mod:`mmakd.compat`), then registers every mmakd
 module into MMRazor's own registries (no new scope), so configs written with
 ``_scope_='mmrazor'`` and configs with
 ``custom_imports=dict(imports=['mmakd'], allow_failed_imports=False)`` both
-find them.
+find them, and lets MMEngine resolve ``mmakd::`` config paths (the configs
+ship in the package, under ``mmakd/.mim``).
 """
 from . import compat
 
@@ -34,5 +35,8 @@ for _name, (_module, _low, _high) in _REQUIRED.items():
             f'{_name}=={_module.__version__} is installed.')
 
 from . import engine, models  # noqa: E402,F401  (registers mmakd's modules)
+from .utils.config import register_config_scope  # noqa: E402
+
+register_config_scope()  # `_base_ = 'mmakd::...'` in any config
 
 __all__ = ['__version__', 'version_info', 'compat', 'engine', 'models']

@@ -13,13 +13,13 @@ import re
 import pytest
 import torch
 import yaml
-from helpers import REPO
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 from mmakd.registry import MODELS
 from mmakd.testing import det_batch, random_weights_overrides, seg_batch
 from mmakd.utils import load_config
+from helpers import REPO
 
 CONFIG_ROOT = osp.join(REPO, 'configs')
 CONFIGS = sorted(
@@ -134,6 +134,47 @@ def test_zoo_metafile_matches_configs(folder):
             continue
         assert entry['Metadata']['Student']['Config'] == \
             cfg.architecture.cfg_path
+
+
+def _model_index() -> list:
+    with open(osp.join(REPO, 'model-index.yml')) as f:
+        return yaml.safe_load(f)['Import']
+
+
+def test_model_index_lists_every_metafile():
+    metafiles = sorted(
+        osp.relpath(p, REPO) for p in glob.glob(
+            osp.join(CONFIG_ROOT, '**', 'metafile.yml'), recursive=True))
+    assert metafiles  # the zoo has some
+    assert sorted(_model_index()) == metafiles
+    assert len(set(_model_index())) == len(_model_index())
+
+
+@pytest.mark.parametrize('metafile', _model_index())
+def test_metafile_entries_name_existing_configs(metafile):
+    with open(osp.join(REPO, metafile)) as f:
+        meta = yaml.safe_load(f)
+    assert meta['Models']
+    for entry in meta['Models']:
+        config = entry['Config']
+        assert osp.isfile(osp.join(REPO, config)), (metafile, config)
+        assert osp.basename(config) == entry['Name'] + '.py'
+    for collection in meta['Collections']:
+        assert osp.isfile(osp.join(REPO, collection['README']))
+
+
+def test_mmengine_reads_the_model_index():
+    """MMEngine parses ``mmakd/.mim/model-index.yml`` and every metafile
+    it imports on each ``mmakd::`` path; a broken one breaks them all."""
+    from mmengine.config.utils import _get_cfg_metainfo
+
+    from mmakd.utils import installed_package_path
+    with pytest.raises(ValueError, match='Expected configs') as info:
+        _get_cfg_metainfo(installed_package_path('mmakd'), 'no/such')
+    for metafile in _model_index():
+        with open(osp.join(REPO, metafile)) as f:
+            for entry in yaml.safe_load(f)['Models']:
+                assert entry['Config'].partition('/')[-1] in str(info.value)
 
 
 @pytest.mark.parametrize('path', [p for p in RUNNABLE if _in_zoo(p)], ids=_id)

@@ -1,5 +1,8 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-from .config import load_config
+from .config import installed_package_path, load_config, register_config_scope
 from .launch import prepare_distributed
 
-__all__ = ['load_config', 'prepare_distributed']
+__all__ = [
+    'installed_package_path', 'load_config', 'prepare_distributed',
+    'register_config_scope'
+]

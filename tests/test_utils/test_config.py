@@ -1,0 +1,92 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+"""``mmakd::`` config paths: registered with MMEngine by ``import mmakd``,
+resolved from ``mmakd/.mim`` in a source checkout and an editable install
+(the wheel is tested in tests/test_packaging.py)."""
+import os.path as osp
+import textwrap
+
+import mmengine.config.config as mmengine_config
+import pytest
+from mmengine.config import Config
+
+import mmakd
+import mmakd.utils.config as config_module
+from mmakd.utils import (installed_package_path, load_config,
+                         register_config_scope)
+from helpers import REPO, run_python
+
+AKD_RETINA = 'akd/mmdet/cwd/akd_cwd_fpn_retinanet-r101_retinanet-r50_8xb2-2x_coco.py'  # noqa: E501
+DEMO_STUDENT = 'akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py'
+
+
+def _user_config(folder) -> str:
+    path = folder / 'my_config.py'
+    path.write_text(f"_base_ = 'mmakd::{AKD_RETINA}'\n"
+                    'train_dataloader = dict(batch_size=4)\n')
+    return str(path)
+
+
+def test_mim_folder_links_to_the_repository():
+    mim = osp.join(REPO, 'mmakd', '.mim')
+    for name in ('configs', 'tools', 'model-index.yml'):
+        assert osp.islink(osp.join(mim, name)), name
+        assert osp.samefile(osp.join(mim, name), osp.join(REPO, name))
+
+
+def test_user_config_bases_an_mmakd_config(tmp_path):
+    cfg = Config.fromfile(_user_config(tmp_path))
+    assert cfg.model.type == 'FlexibleTeacherDistill'
+    assert cfg.model.distiller.type == 'AvatarDistiller'
+    assert cfg.train_dataloader.batch_size == 4
+    # The base came from the package's .mim folder.
+    shipped = osp.join(
+        osp.dirname(mmakd.__file__), '.mim', 'configs', AKD_RETINA)
+    assert shipped in cfg.text
+
+
+def test_load_config_accepts_mmakd_path_for_the_top_file():
+    cfg = load_config(f'mmakd::{DEMO_STUDENT}')
+    assert osp.samefile(cfg.filename, osp.join(REPO, 'configs', DEMO_STUDENT))
+    with pytest.raises(FileNotFoundError, match='no_such.py'):
+        load_config('mmakd::akd/no_such.py')
+
+
+def test_installed_package_path_falls_back_to_the_import_system(monkeypatch):
+    """An editable install: MMEngine answers site-packages/mmakd, which
+    does not exist; the import system knows the source folder."""
+    missing = '/nonexistent/site-packages/mmakd'
+    monkeypatch.setattr(config_module, 'get_installed_path',
+                        lambda package: missing)
+    assert installed_package_path('mmakd') == osp.dirname(mmakd.__file__)
+
+
+def test_installed_package_path_keeps_mmengines_answer_when_it_exists(
+        monkeypatch, tmp_path):
+    monkeypatch.setattr(config_module, 'get_installed_path',
+                        lambda package: str(tmp_path))
+    assert installed_package_path('mmakd') == str(tmp_path)
+
+
+def test_register_config_scope_is_idempotent():
+    assert register_config_scope() == []  # import mmakd did it
+    assert mmengine_config.get_installed_path is installed_package_path
+
+
+def test_mmengine_alone_cannot_resolve_mmakd_paths(tmp_path):
+    """Why ``import mmakd`` must come first: MMEngine only knows
+    OpenMMLab's own packages."""
+    code = textwrap.dedent(f"""
+        from mmengine.config import Config
+        try:
+            Config.fromfile({_user_config(tmp_path)!r})
+        except AssertionError as error:
+            print('REFUSED', error)
+        import mmakd
+        cfg = Config.fromfile({_user_config(tmp_path)!r})
+        print('RESOLVED', cfg.model.distiller.type)
+    """)
+    result = run_python(['-c', code], cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'REFUSED mmengine does not support to load mmakd config' in \
+        result.stdout
+    assert 'RESOLVED AvatarDistiller' in result.stdout

@@ -4,9 +4,9 @@
 #   make test       create .venv if needed, then run the tests (not `slow`)
 #   make test-all   every test, the slow end-to-end ones included
 #   make env        only create/update the environment
-#   make lint       flake8, isort and yapf (setup.cfg) over LINT_PATHS, as
-#                   CI and .pre-commit-config.yaml run them; `make format`
-#                   applies isort and yapf
+#   make lint       flake8, isort and yapf (setup.cfg) over LINT_PATHS and
+#                   the copyright line, as CI and .pre-commit-config.yaml
+#                   run them; `make format` applies isort and yapf
 #
 # Variables: PYTHON (interpreter for the venv, default python3), VENV
 # (.venv), PIP_TORCH_FLAGS (extra pip flags for the torch install),
@@ -21,6 +21,8 @@ PIP_TORCH_FLAGS ?=
 MMCV_FIND_LINKS ?=
 PYTEST_ARGS ?=
 LINT_PATHS ?= mmakd tools tests configs
+COPYRIGHT_PATHS := mmakd tools tests
+COPYRIGHT := ^\# Copyright (c) mmakd contributors
 STAMP := $(VENV)/.mmakd-env
 
 .PHONY: env demo test test-all lint format clean-env
@@ -66,7 +68,11 @@ lint: $(STAMP)
 	$(PY) -m flake8 $(LINT_PATHS)
 	$(PY) -m isort --check-only --diff $(LINT_PATHS)
 	$(PY) -m yapf --diff --recursive $(LINT_PATHS)
-	@echo "[lint] flake8, isort and yapf: clean"
+	@missing=$$(find $(COPYRIGHT_PATHS) -name '*.py' \
+	  -not -path 'tests/data/configs/*' | xargs grep -L '$(COPYRIGHT)'); \
+	  if [ -n "$$missing" ]; then \
+	    echo "[lint] no '$(COPYRIGHT)' line:" $$missing; exit 1; fi
+	@echo "[lint] flake8, isort, yapf and copyright lines: clean"
 
 format: $(STAMP)
 	$(PY) -m isort $(LINT_PATHS)

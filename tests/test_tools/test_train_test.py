@@ -6,7 +6,7 @@ import os.path as osp
 
 from mmakd.testing import random_weights_overrides, shapes_det_overrides
 from mmakd.utils import load_config
-from helpers import REPO, cli_options, run_python
+from helpers import REPO, cli_options, demo_options, run_python
 
 CWD_RETINA = 'mmrazor::distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_1x_coco.py'  # noqa: E501
 OVERLAY = osp.join(
@@ -118,6 +118,23 @@ def test_convert_shipped_config_to_akd_from_the_command_line(
         assert key + ':' in log
     scalars = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
     assert scalars and 'distill.akd.cwd_fpn0.w1' in open(scalars[0]).read()
+
+
+def test_train_an_mmakd_package_config_from_anywhere(tmp_path, shapes_root):
+    """``tools/train.py mmakd::...`` from outside the clone: the config
+    comes from mmakd/.mim/configs."""
+    name = 'pspnet_r18-w8_1xb8-600it_shapes-128.py'
+    work_dir = str(tmp_path / 'work')
+    log = _check(
+        run_python(
+            [
+                osp.join(REPO, 'tools', 'train.py'), f'mmakd::akd/demo/{name}',
+                '--work-dir', work_dir, '--cfg-options'
+            ] + cli_options(demo_options(shapes_root, iters=1)),
+            cwd=str(tmp_path)))
+    assert 'Iter(train) [1/1]' in log
+    assert osp.isfile(osp.join(work_dir, name))  # the config MMEngine dumps
+    assert osp.isfile(osp.join(work_dir, 'iter_1.pth'))
 
 
 def test_train_rejects_missing_config(tmp_path):

@@ -12,11 +12,13 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def run_python(args: Sequence[str],
                env: dict = None,
                timeout: float = 600,
-               cwd: str = REPO) -> subprocess.CompletedProcess:
-    """Run ``python ARGS`` in a fresh interpreter; return the result."""
+               cwd: str = REPO,
+               path: str = REPO) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` in a fresh interpreter, with ``path`` (the clone
+    by default) first on its PYTHONPATH; return the result."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get('PYTHONPATH', '')
+    full_env['PYTHONPATH'] = path + os.pathsep + full_env.get('PYTHONPATH', '')
     return subprocess.run([sys.executable, *args],
                           cwd=cwd,
                           env=full_env,
@@ -48,6 +50,19 @@ DEMO_TEACHER = f'{DEMO}/pspnet_r18-w32_1xb8-1600it_shapes-128.py'
 DEMO_STUDENT = f'{DEMO}/pspnet_r18-w8_1xb8-600it_shapes-128.py'
 DEMO_CWD = f'{DEMO}/cwd_logits_pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_shapes-128.py'  # noqa: E501
 DEMO_AKD = f'{DEMO}/akd_cwd_logits_pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_shapes-128.py'  # noqa: E501
+
+#: An mmakd zoo config that user configs in the tests build on.
+AKD_RETINA = 'akd/mmdet/cwd/akd_cwd_fpn_retinanet-r101_retinanet-r50_8xb2-2x_coco.py'  # noqa: E501
+
+
+def write_user_config(folder) -> str:
+    """A user's own config in ``folder`` whose ``_base_`` is the
+    ``mmakd::`` path of :data:`AKD_RETINA`; returns its path."""
+    path = osp.join(str(folder), 'my_config.py')
+    with open(path, 'w') as f:
+        f.write(f"_base_ = 'mmakd::{AKD_RETINA}'\n"
+                'train_dataloader = dict(batch_size=4)\n')
+    return path
 
 
 def demo_options(data_root: str,

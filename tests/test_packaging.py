@@ -4,7 +4,6 @@ under ``mmakd/.mim``, and installed without the clone it resolves
 ``mmakd::`` configs, trains one and tests it through MIM."""
 import glob
 import json
-import os
 import os.path as osp
 import shutil
 import stat
@@ -15,10 +14,9 @@ import zipfile
 
 import pytest
 
-from helpers import (DEMO_AKD, REPO, cli_options, demo_options,
-                     random_teacher_checkpoint)
+from helpers import (AKD_RETINA, DEMO_AKD, REPO, cli_options, demo_options,
+                     random_teacher_checkpoint, run_python, write_user_config)
 
-AKD_RETINA = 'akd/mmdet/cwd/akd_cwd_fpn_retinanet-r101_retinanet-r50_8xb2-2x_coco.py'  # noqa: E501
 #: Left out of the copy the wheel is built from (large or machine-local).
 NOT_BUILT_FROM = ('.venv', '.git', 'work_dirs', 'data', 'build', 'dist',
                   '*.egg-info', '__pycache__', '*.pyc', '.pytest_cache',
@@ -82,16 +80,10 @@ def target(wheel, tmp_path_factory) -> str:
     return folder
 
 
-def _run_installed(args, target: str, cwd: str, timeout: float = 600):
+def _run_installed(args, target: str, cwd: str) -> str:
     """Run ``python ARGS`` from ``cwd`` (not the clone) with only the
-    installed wheel on the path for mmakd."""
-    env = dict(os.environ, PYTHONPATH=target)
-    result = subprocess.run([sys.executable, *args],
-                            cwd=cwd,
-                            env=env,
-                            capture_output=True,
-                            text=True,
-                            timeout=timeout)
+    installed wheel on the path for mmakd; return its output."""
+    result = run_python(args, cwd=cwd, path=target)
     assert result.returncode == 0, (
         result.stdout[-3000:] + result.stderr[-5000:])
     return result.stdout + result.stderr
@@ -122,9 +114,7 @@ def test_installed_wheel_resolves_mmakd_config_in_user_config(
         target, tmp_path):
     """A user's own config ``_base_``s an mmakd:: config; nothing of the
     clone is on the path."""
-    (tmp_path / 'my_config.py').write_text(
-        f"_base_ = 'mmakd::{AKD_RETINA}'\n"
-        'train_dataloader = dict(batch_size=4)\n')
+    write_user_config(tmp_path)
     code = textwrap.dedent("""
         import json, mmakd
         from mmengine.config import Config

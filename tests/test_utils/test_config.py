@@ -13,17 +13,9 @@ import mmakd
 import mmakd.utils.config as config_module
 from mmakd.utils import (installed_package_path, load_config,
                          register_config_scope)
-from helpers import REPO, run_python
+from helpers import AKD_RETINA, REPO, run_python, write_user_config
 
-AKD_RETINA = 'akd/mmdet/cwd/akd_cwd_fpn_retinanet-r101_retinanet-r50_8xb2-2x_coco.py'  # noqa: E501
 DEMO_STUDENT = 'akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py'
-
-
-def _user_config(folder) -> str:
-    path = folder / 'my_config.py'
-    path.write_text(f"_base_ = 'mmakd::{AKD_RETINA}'\n"
-                    'train_dataloader = dict(batch_size=4)\n')
-    return str(path)
 
 
 def test_mim_folder_links_to_the_repository():
@@ -34,7 +26,7 @@ def test_mim_folder_links_to_the_repository():
 
 
 def test_user_config_bases_an_mmakd_config(tmp_path):
-    cfg = Config.fromfile(_user_config(tmp_path))
+    cfg = Config.fromfile(write_user_config(tmp_path))
     assert cfg.model.type == 'FlexibleTeacherDistill'
     assert cfg.model.distiller.type == 'AvatarDistiller'
     assert cfg.train_dataloader.batch_size == 4
@@ -78,11 +70,11 @@ def test_mmengine_alone_cannot_resolve_mmakd_paths(tmp_path):
     code = textwrap.dedent(f"""
         from mmengine.config import Config
         try:
-            Config.fromfile({_user_config(tmp_path)!r})
+            Config.fromfile({write_user_config(tmp_path)!r})
         except AssertionError as error:
             print('REFUSED', error)
         import mmakd
-        cfg = Config.fromfile({_user_config(tmp_path)!r})
+        cfg = Config.fromfile({write_user_config(tmp_path)!r})
         print('RESOLVED', cfg.model.distiller.type)
     """)
     result = run_python(['-c', code], cwd=str(tmp_path))

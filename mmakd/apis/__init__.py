@@ -1,8 +1,9 @@
 # Copyright (c) mmakd contributors. All rights reserved.
+from .analyze_distill import analyze_distill
 from .experiment import (RunResult, final_metrics, find_checkpoint,
                          paired_summary, read_scalars, to_cli_options, train)
 
 __all__ = [
-    'RunResult', 'find_checkpoint', 'final_metrics', 'paired_summary',
-    'read_scalars', 'to_cli_options', 'train'
+    'analyze_distill', 'RunResult', 'find_checkpoint', 'final_metrics',
+    'paired_summary', 'read_scalars', 'to_cli_options', 'train'
 ]

@@ -67,8 +67,8 @@ from mmakd.models.algorithms.flexible_teacher_distill import (  # noqa: E402
     FEAT_PARTS, _within, shortest_forward)
 from mmakd.registry import MODELS  # noqa: E402
 from mmakd.testing import CountHostSyncs  # noqa: E402
-from mmakd.testing import seg_batch  # noqa: E402
-from mmakd.testing import det_batch, random_weights_overrides  # noqa: E402
+from mmakd.testing import batch_for_model  # noqa: E402
+from mmakd.testing import random_weights_overrides  # noqa: E402
 from mmakd.utils import load_config  # noqa: E402
 
 CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8')
@@ -169,22 +169,6 @@ def _task(cfg) -> str:
     return 'seg' if scope == 'mmseg' else 'det'
 
 
-def _num_classes(model: torch.nn.Module) -> int:
-    """The class count of the model's (first) head."""
-    for module in model.modules():
-        value = getattr(module, 'num_classes', None)
-        if isinstance(value, int) and value > 0:
-            return value
-    raise ValueError(f'cannot find num_classes in {type(model).__name__}')
-
-
-def _batch(task: str, size: Tuple[int, int], batch_size: int,
-           num_classes: int):
-    if task == 'seg':
-        return seg_batch(batch_size, *size, num_classes=num_classes, seed=0)
-    return det_batch(batch_size, *size, num_classes=num_classes, seed=0)
-
-
 def _plain_distiller(distiller: Dict[str, Any]) -> Dict[str, Any]:
     distiller = copy.deepcopy(distiller)
     distiller.pop('avatars', None)
@@ -255,8 +239,7 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
     teacher_mode = shortest_forward(teacher,
                                     reference.distiller.teacher_recorders)
     lower_teacher = copy.deepcopy(teacher).to(device)
-    return (cases, lower_teacher, teacher_mode, base_cls.__name__,
-            _num_classes(student))
+    return cases, lower_teacher, teacher_mode, base_cls.__name__, student
 
 
 def _sync(device: str) -> None:
@@ -369,9 +352,9 @@ def main() -> None:
         f'{args.batch_size}, {args.device}, {torch.get_num_threads()} '
         'threads',
         flush=True)
-    cases, teacher, teacher_mode, base_name, classes = build_cases(
+    cases, teacher, teacher_mode, base_name, student_model = build_cases(
         cfg, args.device, size, args.cases)
-    batch = _batch(_task(cfg), size, args.batch_size, classes)
+    batch = batch_for_model(student_model, args.batch_size, *size, seed=0)
     student = cases['student'][0] if 'student' in cases else None
     prepared = (student or next(iter(cases.values()))[0]).data_preprocessor(
         copy.deepcopy(batch), True)

@@ -1,10 +1,11 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Helpers shared by the tests (on sys.path through setup.cfg)."""
+import glob
 import os
 import os.path as osp
 import subprocess
 import sys
-from typing import List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -96,3 +97,62 @@ def random_teacher_checkpoint(path: str, config: str = DEMO_TEACHER) -> str:
     model = build_model_from_spec(dict(cfg_path=config), 'teacher')
     torch.save(dict(state_dict=model.state_dict(), meta={}), path)
     return path
+
+
+def _mmrazor_configs_root() -> str:
+    """MMRazor's config folder: ``.mim/configs`` of an installed package, or
+    the source tree's ``configs`` of an editable one (as
+    :func:`mmakd.utils.resolve_config_path` looks them up)."""
+    from mmengine.utils import get_installed_path
+    root = get_installed_path('mmrazor')
+    for candidate in (osp.join(root, '.mim', 'configs'),
+                      osp.join(osp.dirname(root), 'configs')):
+        if osp.isdir(osp.join(candidate, 'distill')):
+            return candidate
+    raise FileNotFoundError(f'MMRazor at {root} ships no distill/ configs')
+
+
+MMRAZOR_CONFIGS_ROOT = _mmrazor_configs_root()
+#: The folders of MMRazor's configs that the installed stack can load
+#: (``distill/mmcls`` needs MMClassification 1.x and ``distill/mmdet3d``
+#: MMDetection3D, neither of which is installed).
+MMRAZOR_TASK_FOLDERS = ('distill/mmdet', 'distill/mmseg')
+
+
+def _mmrazor_distill_configs() -> List[str]:
+    found = []
+    for folder in MMRAZOR_TASK_FOLDERS:
+        found += glob.glob(
+            osp.join(MMRAZOR_CONFIGS_ROOT, folder, '**', '*.py'),
+            recursive=True)
+    # ``_base_`` folders hold fragments, not configs one can train.
+    return sorted(
+        osp.relpath(p, MMRAZOR_CONFIGS_ROOT).replace(osp.sep, '/')
+        for p in found
+        if '_base_' not in osp.relpath(p, MMRAZOR_CONFIGS_ROOT).split(osp.sep))
+
+
+#: MMRazor's detection and segmentation distillation configs, relative to
+#: its config folder (``distill/mmdet/pkd/pkd_fpn_....py``; ``mmrazor::``
+#: in front loads one), found by globbing the installed package, so that a
+#: config a new MMRazor adds is covered without editing the tests.
+MMRAZOR_DISTILL_CONFIGS = _mmrazor_distill_configs()
+
+MMRAZOR_CWD_FRCNN = 'distill/mmdet/cwd/cwd_fpn_frcnn_r101_frcnn_r50_1x_coco.py'
+#: Configs that do not build as MMRazor 1.0.0 ships them, whatever the
+#: distiller: (the error, the ``--cfg-options`` that repair them). The tests
+#: use them repaired; ``test_upstream_breakage_is_still_there`` fails once
+#: MMRazor fixes one, so that the entry is removed.
+MMRAZOR_UPSTREAM_FIXES: Dict[str, Tuple[str, Dict[str, str]]] = {
+    # Its student and teacher are MMDetection 2.x file names, which
+    # MMDetection 3.x renamed (faster_rcnn_r50_... -> faster-rcnn_r50_...).
+    MMRAZOR_CWD_FRCNN: (
+        r'faster_rcnn/faster_rcnn_r50_fpn_1x_coco\.py" does not exist',
+        {
+            'model.architecture.cfg_path':
+            'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+            'model.teacher.cfg_path':
+            'mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py',
+        },
+    ),
+}

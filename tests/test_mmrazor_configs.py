@@ -11,7 +11,6 @@ step on CPU at a tiny input size:
   time with an error that names the loss and the reason
   (:data:`CANNOT_PERTURB`).
 """
-import glob
 import os.path as osp
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
@@ -20,43 +19,14 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
-from mmengine.utils import get_installed_path
 
 from mmakd.registry import MODELS
 from mmakd.testing import det_batch, random_weights_overrides, seg_batch
 from mmakd.utils import load_config
-
-
-def _configs_root() -> str:
-    """MMRazor's config folder: ``.mim/configs`` of an installed package, or
-    the source tree's ``configs`` of an editable one (as
-    :func:`mmakd.utils.resolve_config_path` looks them up)."""
-    root = get_installed_path('mmrazor')
-    for candidate in (osp.join(root, '.mim', 'configs'),
-                      osp.join(osp.dirname(root), 'configs')):
-        if osp.isdir(osp.join(candidate, 'distill')):
-            return candidate
-    raise FileNotFoundError(f'MMRazor at {root} ships no distill/ configs')
-
-
-CONFIGS_ROOT = _configs_root()
-#: The folders whose configs are tested.
-TASK_FOLDERS = ('distill/mmdet', 'distill/mmseg')
-
-
-def _shipped() -> List[str]:
-    found = []
-    for folder in TASK_FOLDERS:
-        found += glob.glob(
-            osp.join(CONFIGS_ROOT, folder, '**', '*.py'), recursive=True)
-    # ``_base_`` folders hold fragments, not configs one can train.
-    return sorted(
-        osp.relpath(p, CONFIGS_ROOT).replace(osp.sep, '/') for p in found
-        if '_base_' not in osp.relpath(p, CONFIGS_ROOT).split(osp.sep))
-
+from helpers import MMRAZOR_DISTILL_CONFIGS, MMRAZOR_UPSTREAM_FIXES
 
 #: Relative paths such as ``distill/mmdet/pkd/pkd_fpn_....py``.
-SHIPPED = _shipped()
+SHIPPED = MMRAZOR_DISTILL_CONFIGS
 
 # Converting a shipped config to AKD: the distiller's type plus `avatars`,
 # exactly as `tools/train.py CONFIG --cfg-options ...` would merge them.
@@ -67,7 +37,6 @@ AKD_OPTIONS = {
 }
 NUM_AVATARS = 2
 
-CWD_FRCNN = 'distill/mmdet/cwd/cwd_fpn_frcnn_r101_frcnn_r50_1x_coco.py'
 CWD_RETINA = 'distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_1x_coco.py'
 CWD_RETINA_VIS = ('distill/mmdet/cwd/'
                   'cwd_fpn_retina_r101_retina_r50_1x_coco_visualization.py')
@@ -76,23 +45,7 @@ CWD_PSPNET = ('distill/mmseg/cwd/'
               'cwd_logits_pspnet_r101-d8_pspnet_r18-d8_4xb2-80k_cityscapes-'
               '512x1024.py')
 
-#: Configs that do not build as MMRazor 1.0.0 ships them, whatever the
-#: distiller: (the error, the ``--cfg-options`` that repair them). The tests
-#: train them repaired; :func:`test_upstream_breakage_is_still_there` fails
-#: once MMRazor fixes one, so that the entry is removed.
-UPSTREAM_FIXES: Dict[str, Tuple[str, Dict[str, str]]] = {
-    # Its student and teacher are MMDetection 2.x file names, which
-    # MMDetection 3.x renamed (faster_rcnn_r50_... -> faster-rcnn_r50_...).
-    CWD_FRCNN: (
-        r'faster_rcnn/faster_rcnn_r50_fpn_1x_coco\.py" does not exist',
-        {
-            'model.architecture.cfg_path':
-            'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
-            'model.teacher.cfg_path':
-            'mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py',
-        },
-    ),
-}
+UPSTREAM_FIXES = MMRAZOR_UPSTREAM_FIXES
 
 #: Configs with a loss AKD cannot perturb (e.g. one with several teacher
 #: inputs): building the AKD model must fail with an error matching the

@@ -1,5 +1,5 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-from .analyze_distill import analyze_distill
+from .distill_doctor import analyze_distill
 from .experiment import (RunResult, final_metrics, find_checkpoint,
                          paired_summary, read_scalars, to_cli_options, train)
 

@@ -97,3 +97,17 @@ def test_bad_arguments_are_refused():
         result.stderr
     result = run_python([TOOL, AKD, '--iters', '0'])
     assert result.returncode == 2 and '--iters must be >= 1' in result.stderr
+
+
+def test_user_guide_names_only_real_options(repo_root):
+    """Every option the user guide's section on the tool names exists."""
+    import re
+    with open(osp.join(repo_root, 'docs', 'user_guide.md')) as f:
+        guide = f.read()
+    section = guide[guide.index('## 9. Diagnose'):]
+    named = set(re.findall(r'(?<![\w-])(--[a-z][a-z-]+)', section))
+    assert {'--checkpoint', '--fake-data', '--cfg-options'} <= named
+    result = run_python([TOOL, '--help'])
+    assert result.returncode == 0
+    missing = sorted(o for o in named if o not in result.stdout)
+    assert not missing, missing

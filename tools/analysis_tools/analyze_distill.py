@@ -40,7 +40,7 @@ from mmengine.config import DictAction
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-import mmakd.apis.analyze_distill as doctor  # noqa: E402
+import mmakd.apis.distill_doctor as doctor  # noqa: E402
 from mmakd.utils import load_config  # noqa: E402
 
 

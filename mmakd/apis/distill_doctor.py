@@ -11,12 +11,14 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import re
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+from mmengine.runner.utils import set_random_seed
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
@@ -40,10 +42,10 @@ ZERO = 1e-12
 CONSTANT_RTOL = 1e-6
 
 #: Every warning kind, in the order the report lists them.
-WARNING_KINDS = ('nonfinite', 'zero_loss', 'constant_loss', 'no_gradient',
-                 'dominant_loss', 'negligible_loss', 'scale_mismatch',
-                 'teacher_no_checkpoint', 'teacher_bn_updating',
-                 'teacher_dropout_active')
+WARNING_KINDS = ('not_summed', 'nonfinite', 'zero_loss', 'constant_loss',
+                 'no_gradient', 'dominant_loss', 'negligible_loss',
+                 'scale_mismatch', 'teacher_no_checkpoint',
+                 'teacher_bn_updating', 'teacher_dropout_active')
 
 #: Losses that standardise or L2-normalise both inputs themselves, so the
 #: scale of the raw tensors does not matter.
@@ -154,10 +156,10 @@ def _build(cfg: Config, checkpoint: Optional[str],
         raise RuntimeError(
             f'building cfg.model ({cfg.model.get("type")}) failed: '
             f'{type(err).__name__}: {str(err).rstrip(".")}. If the teacher '
-            'checkpoint cannot '
-            'be downloaded here, pass --cfg-options '
-            'model.teacher_ckpt=LOCAL_FILE (or model.teacher_ckpt=None: the '
-            'report then warns that the teacher is untrained).') from err
+            'checkpoint cannot be read or downloaded here, pass '
+            '--cfg-options model.teacher_ckpt=LOCAL_FILE (or '
+            'model.teacher_ckpt=None: the report then warns that the '
+            'teacher is untrained).') from err
     if getattr(model, 'distiller', None) is None or not hasattr(
             model.distiller, 'loss_forward_mappings'):
         raise TypeError(
@@ -230,30 +232,42 @@ def _load_algorithm_checkpoint(model: nn.Module, path: str) -> bool:
             f'"teacher." (top-level keys: {roots[:8]}); it is not a '
             'checkpoint of a distillation algorithm. For a teacher '
             'checkpoint use --cfg-options model.teacher_ckpt=' + path)
-    model.load_state_dict(state, strict=False)
+    missing = [
+        k for k in model.load_state_dict(state, strict=False).missing_keys
+        if k.startswith('architecture.')
+    ]
+    if missing:
+        raise KeyError(
+            f'--checkpoint {path} lacks {len(missing)} of the student\'s '
+            f'tensors (e.g. {missing[0]}): it is not a checkpoint of this '
+            'config\'s algorithm.')
     return 'teacher' in roots
 
 
 # ---------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------
-def default_fake_size(cfg: Config) -> Tuple[int, int]:
-    """The input size a config trains at, for generated batches: the
-    segmentor's crop (``data_preprocessor.size``), else the first
+def default_fake_size(cfg: Config,
+                      model: Optional[nn.Module] = None) -> Tuple[int, int]:
+    """The input size a config trains at, for generated batches: the size
+    its data preprocessor pads to (a segmentor's crop), else the first
     ``crop_size`` or ``scale`` of the training pipeline (MMDetection's
-    ``scale`` is ``(w, h)``), else 224x224."""
-    model = cfg.model
-    for key in ('architecture', ):
-        spec = model.get(key)
-        size = None
-        if isinstance(spec, dict):
-            pre = spec.get('data_preprocessor') or {}
-            size = pre.get('size') if isinstance(pre, dict) else None
-        if size:
-            return int(size[0]), int(size[1])
+    ``scale`` is ``(w, h)``), else 224x224.
+
+    Args:
+        cfg (Config): The config.
+        model (nn.Module, optional): The built algorithm, whose data
+            preprocessor is looked at first.
+
+    Returns:
+        tuple[int, int]: ``(H, W)``.
+    """
+    size = getattr(getattr(model, 'data_preprocessor', None), 'size', None)
+    if size:
+        return int(size[0]), int(size[1])
     dataset = (cfg.get('train_dataloader') or {}).get('dataset') or {}
     while isinstance(dataset, dict) and 'dataset' in dataset:
-        dataset = dataset['dataset']
+        dataset = dataset['dataset']  # RepeatDataset and the like
     for step in (dataset.get('pipeline') or []):
         for key in ('crop_size', 'scale'):
             value = step.get(key) if isinstance(step, dict) else None
@@ -275,8 +289,8 @@ def _fake_batches(model: nn.Module, size: Tuple[int, int],
         seed += 1
 
 
-def _dataloader_batches(cfg: Config,
-                        batch_size: Optional[int]) -> Iterator[Any]:
+def _dataloader_batches(cfg: Config, batch_size: Optional[int],
+                        seed: int) -> Iterator[Any]:
     from mmengine.runner import Runner
     loader_cfg = copy.deepcopy(cfg.get('train_dataloader'))
     if not loader_cfg:
@@ -287,7 +301,7 @@ def _dataloader_batches(cfg: Config,
     if batch_size:
         loader_cfg['batch_size'] = batch_size
     try:
-        loader = Runner.build_dataloader(loader_cfg, seed=0)
+        loader = Runner.build_dataloader(loader_cfg, seed=seed)
     except Exception as err:  # noqa: B902 - missing files and the like
         raise RuntimeError(
             f'cfg.train_dataloader could not be built ({type(err).__name__}:'
@@ -478,7 +492,8 @@ def analyze_distill(
         device (str): ``'cpu'`` or ``'cuda'``. Defaults to ``'cpu'``.
         init_weights (bool): Call ``model.init_weights()`` as the runner
             does before training. Defaults to True.
-        seed (int): Seed of ``torch``'s global generator. Defaults to 0.
+        seed (int): Seed of the global generators (Python, NumPy, torch).
+            Defaults to 0.
         progress (callable, optional): Called with a line of progress.
 
     Returns:
@@ -491,20 +506,19 @@ def analyze_distill(
     say = progress or (lambda line: None)
     if iters < 1:
         raise ValueError(f'iters must be >= 1, got {iters}')
-    torch.manual_seed(seed)
+    set_random_seed(seed)  # torch, numpy (data pipelines) and random
     cfg = copy.deepcopy(cfg)
-    if fake_data:
-        size = tuple(size) if size else default_fake_size(cfg)
-        batch_size = batch_size or 2
     say(f'building {cfg.model.get("type")} ...')
     model, teacher_loaded, missing = _build(cfg, checkpoint, init_weights)
     if fake_data:
+        size = tuple(size) if size else default_fake_size(cfg, model)
+        batch_size = batch_size or 2
         pre = model.data_preprocessor
         if getattr(pre, 'size', None) is not None:
             pre.size = tuple(size)  # pad to the generated size only
         batches = _fake_batches(model, size, batch_size)
     else:
-        batches = _dataloader_batches(cfg, batch_size)
+        batches = _dataloader_batches(cfg, batch_size, seed)
     model.to(device)
     model.train()
     distiller = model.distiller
@@ -516,9 +530,11 @@ def analyze_distill(
     watch = _TeacherWatch(model)
     captured = _LossInputs(distiller)
     per_iter: List[Dict[str, Any]] = []
+    batch_sizes: List[int] = []
     try:
         for step in range(iters):
             batch = next(batches)
+            batch_sizes.append(len(batch['inputs']))
             captured.inputs = {}
             watch.new_step()
             data = model.data_preprocessor(batch, True)
@@ -535,16 +551,7 @@ def analyze_distill(
                 for name in names:
                     record['inputs'][name] = _describe_inputs(
                         distiller, name, captured.inputs.get(name, {}))
-            norms = [
-                r['grad_norm'] for g in ('distill', 'task')
-                for r in record[g].values() if math.isfinite(r['grad_norm'])
-            ]
-            total = sum(norms)
-            for g in ('distill', 'task'):
-                for r in record[g].values():
-                    r['grad_share'] = r['grad_norm'] / total if (
-                        total > 0 and math.isfinite(r['grad_norm'])) else \
-                        (0.0 if total > 0 else None)
+            _set_shares(record)
             per_iter.append(record)
             model.zero_grad(set_to_none=True)
             shown = ', '.join(f'{n}={r["value"]:.4g}'
@@ -571,12 +578,31 @@ def analyze_distill(
         distiller=type(distiller).__name__,
         data=(f'generated {size[0]}x{size[1]}'
               if fake_data else 'train_dataloader'),
-        batch_size=batch_size,
+        batch_size=batch_sizes[0],
+        checkpoint=checkpoint,
         iters=iters,
         device=device,
         seed=seed)
     report['warnings'] = diagnose(report, model)
     return report
+
+
+def _set_shares(record: Dict[str, Any]) -> None:
+    """Each loss's gradient norm over the sum of the norms of all losses
+    that train the student (MMEngine sums only the logged values whose
+    name contains "loss"; the others get no share)."""
+    rows = [(name, r) for g in ('distill', 'task')
+            for name, r in record[g].items()]
+    summed = [(name, r) for name, r in rows if 'loss' in name]
+    total = sum(r['grad_norm'] for _, r in summed
+                if math.isfinite(r['grad_norm']))
+    for name, r in rows:
+        if 'loss' not in name or total <= 0:
+            r['grad_share'] = None
+        elif math.isfinite(r['grad_norm']):
+            r['grad_share'] = r['grad_norm'] / total
+        else:
+            r['grad_share'] = 0.0
 
 
 def _describe_inputs(distiller: nn.Module, name: str,
@@ -716,10 +742,22 @@ def diagnose(report: Dict[str, Any],
         max(abs(v) for v in r['values']) for r in task.values())
     task_share = sum(r['grad_share'] or 0.0 for r in task.values())
     modules = model.distiller.distill_losses if model is not None else {}
+    untrained = '' if report.get('checkpoint') else (
+        ' The student is as initialised (no --checkpoint): its scale may '
+        'grow in training (logits start near 0); analyse a checkpoint of '
+        'a short run to see whether the gap stays.')
     for name, r in report['losses'].items():
         key = f'model.distiller.distill_losses.{name}'
         mapping = f'model.distiller.loss_forward_mappings.{name}'
         values = r['values']
+        if 'loss' not in name:
+            warnings.append(
+                _warn(
+                    name, 'not_summed',
+                    f'{name} is logged but never trained: MMEngine adds to '
+                    'the total loss only the logged values whose name '
+                    f'contains "loss"; rename {key} and {mapping} (e.g. '
+                    f'to loss_{name}).'))
         finite = all(map(math.isfinite, values + r['grad_norms']))
         if not finite:
             bad = [i + 1 for i, v in enumerate(values) if not math.isfinite(v)]
@@ -802,7 +840,7 @@ def diagnose(report: Dict[str, Any],
                         'normalising them; standardise them '
                         '(AvatarDistiller avatars.normalize=True, or a '
                         'normalising loss such as PKDLoss) or add a '
-                        f'connector in {mapping}.'))
+                        f'connector in {mapping}.{untrained}'))
     teacher = report['teacher']
     algorithm = report.get('algorithm', '')
     eval_hint = ('model.teacher_eval=True'
@@ -871,7 +909,7 @@ def format_report(report: Dict[str, Any]) -> str:
     lines = [
         f'{report["algorithm"]} + {report["distiller"]}, {report["iters"]} '
         f'step(s) at learning rate 0 on {report["data"]} (batch '
-        f'{report["batch_size"] or "as configured"}, {report["device"]}); '
+        f'{report["batch_size"]}, {report["device"]}); '
         f'teacher forward \'{report["teacher"]["forward"]}\'', ''
     ]
     head = (f'{"loss":<22}{"value":>11}{"grad norm":>11}{"share":>8}  '
@@ -896,7 +934,8 @@ def format_report(report: Dict[str, Any]) -> str:
             weights = ', '.join(f'{w:.3f}' for w in a['weights'])
             lines.append(f'AKD {name}: weights [{weights}], uncertainty '
                          f'{a["uncertainty"]:.3g}, wmax/wmin '
-                         f'{a["wmax_over_wmin"]:.3f}')
+                         f'{a["wmax_over_wmin"]:.3f} (teacher column: '
+                         'Avatar 1 as the loss sees it)')
     lines.append('')
     if report['warnings']:
         lines.append(f'{len(report["warnings"])} warning(s):')
@@ -915,10 +954,12 @@ def markdown_report(report: Dict[str, Any],
         '# Distillation report', '',
         f'`{report["config"]}`: {report["algorithm"]} with '
         f'{report["distiller"]}, {report["iters"]} step(s) at learning rate '
-        f'0 on {report["data"]} (batch '
-        f'{report["batch_size"] or "as configured"}, {report["device"]}). '
-        f"Teacher forward '{t['forward']}', checkpoint "
-        f'{"loaded" if t["checkpoint_loaded"] else "NOT loaded"}.', '',
+        f'0 on {report["data"]} (batch {report["batch_size"]}, '
+        f'{report["device"]}). '
+        f"Teacher forward '{t['forward']}', teacher checkpoint "
+        f'{"loaded" if t["checkpoint_loaded"] else "NOT loaded"}; ' +
+        (f'weights from `{report["checkpoint"]}`.'
+         if report.get('checkpoint') else 'student as initialised.'), '',
         '| loss | type | value | grad norm | share of the student\'s '
         'gradient | student (shape, mean ± std) | teacher (shape, mean ± '
         'std) | cosine |', '|---|---|---|---|---|---|---|---|'
@@ -945,6 +986,11 @@ def markdown_report(report: Dict[str, Any],
             weights = ', '.join(f'{w:.3f}' for w in a['weights'])
             lines.append(f'| {name} | {weights} | {a["uncertainty"]:.3g} | '
                          f'{a["wmax_over_wmin"]:.3f} |')
+        lines += [
+            '', 'For AKD losses the teacher column describes the first '
+            'Avatar as the loss sees it (after the teacher connector and '
+            '`avatars.normalize`).'
+        ]
     if image:
         lines += ['', f'![gradient shares]({image})']
     lines += ['', '## Warnings', '']
@@ -961,7 +1007,8 @@ def markdown_report(report: Dict[str, Any],
 def plot_grad_shares(report: Dict[str, Any], path: str) -> None:
     """A horizontal bar chart of every loss's share of the student's
     gradient, distillation and task losses in two colours, with the
-    :data:`SHARE_MIN` and :data:`SHARE_MAX` lines."""
+    :data:`SHARE_MIN` and :data:`SHARE_MAX` lines; a warned loss is drawn
+    with a red edge and its warning kinds beside its bar."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -969,8 +1016,11 @@ def plot_grad_shares(report: Dict[str, Any], path: str) -> None:
             for n, r in report['losses'].items()]
     rows += [(f'task: {n}', r['grad_share'] or 0.0, 'task')
              for n, r in report['task_losses'].items()]
-    flagged = {w['loss'] for w in report['warnings'] if w['loss']}
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
+    flagged: Dict[str, List[str]] = {}
+    for w in report['warnings']:
+        if w['loss']:
+            flagged.setdefault(w['loss'], []).append(w['kind'])
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.9))
     colours = dict(distill='tab:blue', task='tab:gray')
     ys = list(range(len(rows)))[::-1]
     ax.barh(
@@ -980,8 +1030,15 @@ def plot_grad_shares(report: Dict[str, Any], path: str) -> None:
         linewidth=2)
     ax.set_yticks(ys)
     ax.set_yticklabels([r[0] for r in rows])
-    for y, (_, share, _) in zip(ys, rows):
-        ax.text(share * 100 + 0.5, y, f'{share:.1%}', va='center', fontsize=8)
+    for y, (name, share, _) in zip(ys, rows):
+        kinds = ', '.join(flagged.get(name, []))
+        ax.text(
+            share * 100 + 0.5,
+            y,
+            f'{share:.1%}' + (f'  {kinds}' if kinds else ''),
+            va='center',
+            fontsize=8,
+            color='tab:red' if kinds else 'black')
     ax.axvline(
         SHARE_MIN * 100,
         color='tab:orange',
@@ -995,12 +1052,13 @@ def plot_grad_shares(report: Dict[str, Any], path: str) -> None:
         linewidth=1,
         label=f'{SHARE_MAX:.0%}')
     ax.set_xlim(0, 105)
-    ax.set_xlabel("share of the student's gradient (%), "
-                  'norm / sum of all losses\' norms')
+    ax.set_xlabel("share of the student's gradient (%): the loss's gradient "
+                  "norm / the sum of all losses' norms")
+    config = os.path.basename(str(report.get('config', '')))
     ax.set_title(
-        f'{report["algorithm"]}: gradient shares '
-        f'({report["data"]}, {report["iters"]} steps)\n'
-        'blue: distillation, grey: task, red edge: warned',
+        f'{config}\n{report["algorithm"]} + {report["distiller"]}, '
+        f'{report["data"]}, {report["iters"]} steps at learning rate 0\n'
+        'blue: distillation, grey: task, red: warned',
         fontsize=9)
     ax.legend(loc='lower right', fontsize=8)
     fig.tight_layout()

@@ -1,5 +1,5 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-"""The distillation doctor (:mod:`mmakd.apis.analyze_distill`): its numbers
+"""The distillation doctor (:mod:`mmakd.apis.distill_doctor`): its numbers
 against an independent computation, each warning kind triggered by a
 crafted config and absent from a healthy one, on mmakd's demo configs and
 MMRazor's shipped CWD RetinaNet config, with generated batches."""
@@ -9,11 +9,13 @@ import os.path as osp
 import pytest
 import torch
 
-from mmakd.apis.analyze_distill import (SHARE_MAX, SHARE_MIN, WARNING_KINDS,
-                                        analyze_distill, cosine_similarity,
-                                        diagnose, tensor_stats)
+from mmakd.apis.distill_doctor import (SHARE_MAX, SHARE_MIN, WARNING_KINDS,
+                                       analyze_distill, cosine_similarity,
+                                       default_fake_size, diagnose,
+                                       tensor_stats)
 from mmakd.utils import load_config
-from helpers import DEMO_AKD, DEMO_CWD, REPO, random_teacher_checkpoint
+from helpers import (DEMO_AKD, DEMO_CWD, MMRAZOR_DISTILL_CONFIGS,
+                     MMRAZOR_UPSTREAM_FIXES, REPO, random_teacher_checkpoint)
 
 CWD_RETINA = 'mmrazor::distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_1x_coco.py'  # noqa: E501
 #: The demo student without its head's dropout: the losses are then a
@@ -162,7 +164,7 @@ def test_teacher_watch_counts_dropout_before_a_record_only():
     after the recorded neck), or in evaluation mode, does not."""
     from types import SimpleNamespace
 
-    from mmakd.apis.analyze_distill import _TeacherWatch
+    from mmakd.apis.distill_doctor import _TeacherWatch
     teacher = torch.nn.Sequential(
         torch.nn.Dropout(0.1), torch.nn.Linear(4, 4), torch.nn.Dropout(0.5),
         torch.nn.BatchNorm1d(4))
@@ -191,6 +193,22 @@ def test_teacher_watch_counts_dropout_before_a_record_only():
     teacher(torch.randn(3, 4))
     assert watch.perturbing_dropout() == ['0', '2']
     watch.close()
+
+
+def test_default_fake_size_is_the_training_size():
+    from types import SimpleNamespace
+    demo = load_config(osp.join(REPO, DEMO_CWD))
+    # the segmentor pads every batch to its 128x128 crop
+    student = SimpleNamespace(
+        data_preprocessor=SimpleNamespace(size=(128, 128)))
+    assert default_fake_size(demo, student) == (128, 128)
+    # MMDetection's Resize scale=(1333, 800) is (w, h)
+    assert default_fake_size(load_config(CWD_RETINA)) == (800, 1333)
+    cifar = load_config(
+        osp.join(
+            REPO, 'configs/mgkd/mmpretrain/'
+            'kd_resnet56-cifar_resnet20-cifar_1xb64-240e_cifar100.py'))
+    assert default_fake_size(cifar) == (32, 32)  # RandomCrop(crop_size=32)
 
 
 def test_diagnose_thresholds_golden():
@@ -288,6 +306,20 @@ model = dict(
                 preds_T=dict(from_student=False, recorder='c5')))))
 """
 
+UNSUMMED_NAME = """
+model = dict(
+    teacher_eval=True,
+    distiller=dict(
+        distill_losses=dict(
+            _delete_=True,
+            cwd=dict(type='ChannelWiseDivergence', tau=1, loss_weight=5)),
+        loss_forward_mappings=dict(
+            _delete_=True,
+            cwd=dict(
+                preds_S=dict(from_student=True, recorder='logits'),
+                preds_T=dict(from_student=False, recorder='logits')))))
+"""
+
 PARAMETER_LOSS = """
 model = dict(
     teacher_eval=True,
@@ -328,6 +360,9 @@ def _partial_teacher(teacher_ckpt, tmp_path):
 
 CRAFTED = {
     # kind: (what is wrong, the loss it names, a key its message names)
+    'not_summed': ('a distillation loss named "cwd": MMEngine sums only '
+                   '"loss" keys into the total', 'cwd',
+                   'model.distiller.distill_losses.cwd'),
     'constant_loss':
     ('an L1 loss between the two heads\' bias parameters (Parameter '
      'recorders), which no batch changes', 'loss_bias',
@@ -355,6 +390,10 @@ CRAFTED = {
 
 def _crafted(kind, teacher_ckpt, tmp_path):
     """(config, options) of the crafted case for ``kind``."""
+    if kind == 'not_summed':
+        return write_config(tmp_path, 'unsummed.py', UNSUMMED_NAME), {
+            'model.teacher_ckpt': teacher_ckpt
+        }
     if kind == 'constant_loss':
         return write_config(tmp_path, 'param.py', PARAMETER_LOSS), {
             'model.teacher_ckpt': teacher_ckpt
@@ -410,6 +449,13 @@ def test_crafted_values(teacher_ckpt, tmp_path):
     config, options = _crafted('no_gradient', teacher_ckpt, tmp_path)
     r = run(config, options)['losses']['loss_c5']
     assert r['value'] > 0 and r['grad_norm'] == 0 and r['grad_share'] == 0
+    config, options = _crafted('not_summed', teacher_ckpt, tmp_path)
+    report = run(config, options)
+    r = report['losses']['cwd']
+    # it would send a gradient, but never does: no share, and the task
+    # loss has all of the student's gradient
+    assert r['grad_norm'] > 0 and r['grad_share'] is None
+    assert report['task_losses']['decode.loss_ce']['grad_share'] == 1.0
     config, options = _crafted('nonfinite', teacher_ckpt, tmp_path)
     r = run(config, options)['losses']['loss_cwd']
     assert all(math.isnan(v) for v in r['values'])
@@ -442,11 +488,15 @@ def test_bad_input_is_named(tmp_path):
     torch.save(dict(state_dict={'backbone.x': torch.zeros(1)}), bogus)
     with pytest.raises(KeyError, match='model.teacher_ckpt='):
         run(DEMO_CWD, {'model.teacher_ckpt': None}, checkpoint=bogus)
+    torch.save(dict(state_dict={'teacher.x': torch.zeros(1)}), bogus)
+    with pytest.raises(KeyError, match="lacks .* of the student's tensors"):
+        run(DEMO_CWD, {'model.teacher_ckpt': None}, checkpoint=bogus)
     # a teacher checkpoint that does not exist: MMRazor's build error,
     # with what to do
     with pytest.raises(RuntimeError, match='building cfg.model') as err:
-        run(DEMO_CWD)
-    assert 'iter_1600.pth' in str(err.value)
+        run(DEMO_CWD, {'model.teacher_ckpt': 'no/such/teacher.pth'})
+    assert "model.teacher_ckpt='no/such/teacher.pth' does not exist" in str(
+        err.value)
     assert '--cfg-options model.teacher_ckpt=' in str(err.value)
 
 
@@ -503,3 +553,79 @@ def test_mmrazor_cwd_retinanet(retina_teacher, torch_home, monkeypatch):
     assert 'model.distiller.loss_forward_mappings.loss_cwd_fpn4' in \
         warning['message']
     assert report['losses']['loss_cwd_fpn4']['values'] == [0.0, 0.0]
+
+
+# ---------------------------------------------------------------------------
+# every distillation config mmakd and MMRazor ship
+# ---------------------------------------------------------------------------
+def _zoo():
+    """mmakd's configs (every file but ``_base_`` fragments) and MMRazor's
+    detection and segmentation distillation configs (those the installed
+    stack can load; see :data:`helpers.MMRAZOR_TASK_FOLDERS`)."""
+    import glob
+    ours = sorted(
+        osp.relpath(p, REPO) for p in glob.glob(
+            osp.join(REPO, 'configs', '**', '*.py'), recursive=True)
+        if '_base_' not in p.split(osp.sep))
+    return ours + [f'mmrazor::{p}' for p in MMRAZOR_DISTILL_CONFIGS]
+
+
+#: Configs whose generated batch must be larger than 64x64 (deformable
+#: convolutions and FBKD's pooling on P7), and that take 20-100 s each here:
+#: `slow`.
+ZOO_SIZES = {'reppoints': (128, 128), 'fbkd': (128, 128)}
+
+
+def _zoo_params():
+    params = []
+    for path in _zoo():
+        slow = any(key in path for key in ZOO_SIZES)
+        params.append(
+            pytest.param(
+                path, id=path, marks=(pytest.mark.slow, ) if slow else ()))
+    return params
+
+
+@pytest.mark.parametrize('path', _zoo_params())
+def test_runs_on_every_shipped_config(path, no_network):
+    """Random weights, no download, generated batches: every distillation
+    config gives a report with every loss in it; any other config (a
+    plain student or teacher, or a stage-1 trainer) is refused with an
+    error naming what is missing."""
+    from mmakd.testing import random_weights_overrides
+    options = {}
+    relative = path.split('::', 1)[-1]
+    if relative in MMRAZOR_UPSTREAM_FIXES:
+        options.update(MMRAZOR_UPSTREAM_FIXES[relative][1])
+    cfg = load_config(path if '::' in path else osp.join(REPO, path), options
+                      or None)
+    cfg.merge_from_dict(random_weights_overrides(cfg))
+    size = next((s for k, s in ZOO_SIZES.items() if k in path), (64, 64))
+    if 'Distill' not in str(cfg.model.get('type')):
+        with pytest.raises(TypeError, match='no distiller|no teacher'):
+            analyze_distill(
+                cfg, fake_data=True, size=size, iters=1, init_weights=False)
+        return
+    report = analyze_distill(
+        cfg, fake_data=True, size=size, iters=1, init_weights=False)
+    assert sorted(report['losses']) == sorted(
+        cfg.model.distiller.loss_forward_mappings)
+    for name, r in report['losses'].items():
+        assert r['student'] is not None and r['teacher'] is not None, name
+    assert {w['kind'] for w in report['warnings']} <= set(WARNING_KINDS)
+    assert 'teacher_no_checkpoint' in kinds(report)  # random weights
+
+
+def test_real_batches_are_reproducible(teacher_ckpt, shapes_root):
+    """Batches of the config's training dataloader (random flips and
+    shuffling included) and the AKD draws repeat for a seed."""
+    options = healthy(teacher_ckpt,
+                      **{'train_dataloader.dataset.data_root': shapes_root})
+    first = run(DEMO_AKD, options, fake_data=False, batch_size=2)
+    again = run(DEMO_AKD, options, fake_data=False, batch_size=2)
+    other = run(DEMO_AKD, options, fake_data=False, batch_size=2, seed=1)
+    assert first['data'] == 'train_dataloader' and first['batch_size'] == 2
+    assert first['losses']['loss_cwd']['student']['shape'] == [2, 7, 16, 16]
+    values = first['losses']['loss_cwd']['values']
+    assert again['losses']['loss_cwd']['values'] == values
+    assert other['losses']['loss_cwd']['values'] != values

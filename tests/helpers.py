@@ -28,6 +28,15 @@ def run_python(args: Sequence[str],
                           timeout=timeout)
 
 
+def png_size(path: str) -> Tuple[int, int]:
+    """(width, height) of a PNG file, which must be one."""
+    with open(path, 'rb') as f:
+        head = f.read(24)
+    assert head[:8] == b'\x89PNG\r\n\x1a\n', f'{path} is not a PNG'
+    return int.from_bytes(head[16:20],
+                          'big'), int.from_bytes(head[20:24], 'big')
+
+
 def cli_options(overrides: dict) -> List[str]:
     """Render a dict of dotted overrides as ``--cfg-options`` arguments."""
 

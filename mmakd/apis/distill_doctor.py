@@ -904,6 +904,29 @@ def _share_txt(share: Optional[float]) -> str:
     return '-' if share is None else f'{share:.1%}'
 
 
+def _loss_cells(r: Dict[str, Any]) -> Dict[str, str]:
+    """The formatted cells of one loss row, for both renderings."""
+    s_shape, s_stats = _stats_txt(r.get('student'))
+    t_shape, t_stats = _stats_txt(r.get('teacher'))
+    cosine = r.get('cosine')
+    return dict(
+        value=f'{r["value"]:.4g}',
+        grad_norm=f'{r["grad_norm"]:.4g}',
+        share=_share_txt(r['grad_share']),
+        student=f'{s_shape}, {s_stats}' if r.get('student') else '',
+        teacher=f'{t_shape}, {t_stats}' if r.get('teacher') else '',
+        cosine='-' if cosine is None else f'{cosine:.3f}')
+
+
+def _akd_cells(report: Dict[str, Any]) -> List[Tuple[str, str, str, str]]:
+    """(loss, Avatar weights, uncertainty, wmax/wmin) of each AKD loss."""
+    return [
+        (name, ', '.join(f'{w:.3f}' for w in r['akd']['weights']),
+         f'{r["akd"]["uncertainty"]:.3g}', f'{r["akd"]["wmax_over_wmin"]:.3f}')
+        for name, r in report['losses'].items() if r.get('akd')
+    ]
+
+
 def format_report(report: Dict[str, Any]) -> str:
     """The console table: one row per loss, then Avatars and warnings."""
     lines = [
@@ -917,25 +940,18 @@ def format_report(report: Dict[str, Any]) -> str:
             f'{"teacher (shape, mean ± std)":<40}{"cos":>6}')
     lines += [head, '-' * len(head)]
     for name, r in report['losses'].items():
-        s_shape, s_stats = _stats_txt(r['student'])
-        t_shape, t_stats = _stats_txt(r['teacher'])
-        cos = '-' if r['cosine'] is None else f'{r["cosine"]:.2f}'
-        lines.append(f'{name:<22}{r["value"]:>11.4g}{r["grad_norm"]:>11.4g}'
-                     f'{_share_txt(r["grad_share"]):>8}  '
-                     f'{(s_shape + " " + s_stats):<40}'
-                     f'{(t_shape + " " + t_stats):<40}{cos:>6}')
+        c = _loss_cells(r)
+        lines.append(f'{name:<22}{c["value"]:>11}{c["grad_norm"]:>11}'
+                     f'{c["share"]:>8}  {c["student"]:<40}{c["teacher"]:<40}'
+                     f'{c["cosine"]:>6}')
     for name, r in report['task_losses'].items():
-        lines.append(f'{"task: " + name:<22}{r["value"]:>11.4g}'
-                     f'{r["grad_norm"]:>11.4g}'
-                     f'{_share_txt(r["grad_share"]):>8}')
-    for name, r in report['losses'].items():
-        if r.get('akd'):
-            a = r['akd']
-            weights = ', '.join(f'{w:.3f}' for w in a['weights'])
-            lines.append(f'AKD {name}: weights [{weights}], uncertainty '
-                         f'{a["uncertainty"]:.3g}, wmax/wmin '
-                         f'{a["wmax_over_wmin"]:.3f} (teacher column: '
-                         'Avatar 1 as the loss sees it)')
+        c = _loss_cells(r)
+        lines.append(f'{"task: " + name:<22}{c["value"]:>11}'
+                     f'{c["grad_norm"]:>11}{c["share"]:>8}')
+    for name, weights, u, spread in _akd_cells(report):
+        lines.append(f'AKD {name}: weights [{weights}], uncertainty {u}, '
+                     f'wmax/wmin {spread} (teacher column: Avatar 1 as the '
+                     'loss sees it)')
     lines.append('')
     if report['warnings']:
         lines.append(f'{len(report["warnings"])} warning(s):')
@@ -965,27 +981,21 @@ def markdown_report(report: Dict[str, Any],
         'std) | cosine |', '|---|---|---|---|---|---|---|---|'
     ]
     for name, r in report['losses'].items():
-        s_shape, s_stats = _stats_txt(r['student'])
-        t_shape, t_stats = _stats_txt(r['teacher'])
-        cos = '-' if r['cosine'] is None else f'{r["cosine"]:.3f}'
-        lines.append(f'| {name} | {r["type"]} | {r["value"]:.4g} | '
-                     f'{r["grad_norm"]:.4g} | {_share_txt(r["grad_share"])} '
-                     f'| {s_shape}, {s_stats} | {t_shape}, {t_stats} | '
-                     f'{cos} |')
+        c = _loss_cells(r)
+        lines.append(f'| {name} | {r["type"]} | {c["value"]} | '
+                     f'{c["grad_norm"]} | {c["share"]} | {c["student"]} | '
+                     f'{c["teacher"]} | {c["cosine"]} |')
     for name, r in report['task_losses'].items():
-        lines.append(f'| task: {name} | | {r["value"]:.4g} | '
-                     f'{r["grad_norm"]:.4g} | {_share_txt(r["grad_share"])} '
-                     '| | | |')
-    akd = [(n, r['akd']) for n, r in report['losses'].items() if r.get('akd')]
+        c = _loss_cells(r)
+        lines.append(f'| task: {name} | | {c["value"]} | {c["grad_norm"]} '
+                     f'| {c["share"]} | | | |')
+    akd = _akd_cells(report)
     if akd:
         lines += [
             '', '| AKD loss | Avatar weights | uncertainty | wmax / wmin |',
             '|---|---|---|---|'
         ]
-        for name, a in akd:
-            weights = ', '.join(f'{w:.3f}' for w in a['weights'])
-            lines.append(f'| {name} | {weights} | {a["uncertainty"]:.3g} | '
-                         f'{a["wmax_over_wmin"]:.3f} |')
+        lines += [f'| {" | ".join(row)} |' for row in akd]
         lines += [
             '', 'For AKD losses the teacher column describes the first '
             'Avatar as the loss sees it (after the teacher connector and '

@@ -14,6 +14,12 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _image(gen: torch.Generator, height: int, width: int) -> torch.Tensor:
+    """A random (3, H, W) uint8 image."""
+    return torch.randint(
+        0, 256, (3, height, width), generator=gen).to(torch.uint8)
+
+
 def det_batch(batch_size: int = 2,
               height: int = 64,
               width: int = 64,
@@ -40,9 +46,7 @@ def det_batch(batch_size: int = 2,
     gen = _generator(seed)
     inputs, samples = [], []
     for _ in range(batch_size):
-        inputs.append(
-            torch.randint(0, 256, (3, height, width),
-                          generator=gen).to(torch.uint8))
+        inputs.append(_image(gen, height, width))
         xy = torch.rand(boxes_per_image, 2, generator=gen) * 0.6
         wh = 0.15 + torch.rand(boxes_per_image, 2, generator=gen) * 0.25
         scale = torch.tensor([width, height], dtype=torch.float32)
@@ -89,9 +93,7 @@ def seg_batch(batch_size: int = 2,
     gen = _generator(seed)
     inputs, samples = [], []
     for _ in range(batch_size):
-        inputs.append(
-            torch.randint(0, 256, (3, height, width),
-                          generator=gen).to(torch.uint8))
+        inputs.append(_image(gen, height, width))
         # Blocky labels, so that they are learnable rather than pure noise.
         coarse = torch.randint(
             0,
@@ -134,9 +136,7 @@ def cls_batch(batch_size: int = 2,
     gen = _generator(seed)
     inputs, samples = [], []
     for _ in range(batch_size):
-        inputs.append(
-            torch.randint(0, 256, (3, height, width),
-                          generator=gen).to(torch.uint8))
+        inputs.append(_image(gen, height, width))
         label = int(torch.randint(0, num_classes, (1, ), generator=gen))
         samples.append(
             DataSample(metainfo=dict(img_shape=(height,

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from helpers import (DEMO_AKD, REPO, cli_options, demo_options,
+from helpers import (DEMO_AKD, REPO, cli_options, demo_options, png_size,
                      random_teacher_checkpoint, run_python)
 
 
@@ -35,14 +35,6 @@ def akd_run(tmp_path_factory, shapes_root):
     return dict(work=work, ckpt=osp.join(work, 'iter_3.pth'), data=shapes_root)
 
 
-def _png_size(path):
-    with open(path, 'rb') as f:
-        head = f.read(24)
-    assert head[:8] == b'\x89PNG\r\n\x1a\n'
-    return int.from_bytes(head[16:20],
-                          'big'), int.from_bytes(head[20:24], 'big')
-
-
 def test_visualize_avatars(akd_run, tmp_path):
     image = sorted(
         glob.glob(
@@ -58,7 +50,7 @@ def test_visualize_avatars(akd_run, tmp_path):
     weights = [float(w) for w in weights.split(',')]
     # the demo's four strengths, one Avatar each, weighted by their drift
     assert len(weights) == 4 and sum(weights) == pytest.approx(1, abs=1e-3)
-    width, height = _png_size(out)
+    width, height = png_size(out)
     assert width > 1.4 * height > 560  # two rows of K + 1 = 5 panels
     # K is fixed by the per-Avatar strengths
     result = run_python([
@@ -91,7 +83,7 @@ def test_plot_logs(akd_run, tmp_path):
     ])
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'wrote' in result.stdout and '(5 curves)' in result.stdout
-    assert _png_size(out)[0] > 800
+    assert png_size(out)[0] > 800
     missing = run_python([
         'tools/analysis_tools/plot_logs.py', akd_run['work'], '--keys',
         'nothing.*', '--out',

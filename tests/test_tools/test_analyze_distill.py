@@ -7,19 +7,12 @@ import os.path as osp
 
 import pytest
 
-from helpers import cli_options, random_teacher_checkpoint, run_python
+from helpers import (cli_options, png_size, random_teacher_checkpoint,
+                     run_python)
 
 TOOL = 'tools/analysis_tools/analyze_distill.py'
 AKD = ('mmakd::akd/demo/akd_cwd_logits_pspnet-r18-w32_pspnet-r18-w8_'
        '1xb8-600it_shapes-128.py')
-
-
-def _png_size(path):
-    with open(path, 'rb') as f:
-        head = f.read(24)
-    assert head[:8] == b'\x89PNG\r\n\x1a\n'
-    return int.from_bytes(head[16:20],
-                          'big'), int.from_bytes(head[20:24], 'big')
 
 
 @pytest.fixture(scope='module')
@@ -85,7 +78,7 @@ def test_console_markdown_and_chart(akd_report):
             f'{loss["grad_norm"]:.4g} | {loss["grad_share"]:.1%} |') in md
     assert '![gradient shares](grad_shares.png)' in md
     assert '**teacher_dropout_active**' in md
-    width, height = _png_size(
+    width, height = png_size(
         osp.join(akd_report['out_dir'], 'grad_shares.png'))
     assert width == 800 and height >= 250  # two bars: loss_cwd and the CE
 

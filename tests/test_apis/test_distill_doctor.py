@@ -571,22 +571,11 @@ def _zoo():
 
 
 #: Configs whose generated batch must be larger than 64x64 (deformable
-#: convolutions and FBKD's pooling on P7), and that take 20-100 s each here:
-#: `slow`.
+#: convolutions and FBKD's pooling on P7); 3-6 s each here.
 ZOO_SIZES = {'reppoints': (128, 128), 'fbkd': (128, 128)}
 
 
-def _zoo_params():
-    params = []
-    for path in _zoo():
-        slow = any(key in path for key in ZOO_SIZES)
-        params.append(
-            pytest.param(
-                path, id=path, marks=(pytest.mark.slow, ) if slow else ()))
-    return params
-
-
-@pytest.mark.parametrize('path', _zoo_params())
+@pytest.mark.parametrize('path', _zoo())
 def test_runs_on_every_shipped_config(path, no_network):
     """Random weights, no download, generated batches: every distillation
     config gives a report with every loss in it; any other config (a

@@ -3,7 +3,8 @@
 at learning rate 0 and say, loss by loss, why it may not help.
 
 Used by ``tools/analysis_tools/analyze_distill.py``; see
-``docs/user_guide.md`` ("Diagnose a distillation config") for how to read
+``docs/user_guide.md`` ("Diagnose a distillation that does not help") for
+how to read
 the report. Every number comes from the model the config builds, on real
 batches of its training dataloader or on generated ones (``fake_data``).
 """
@@ -70,6 +71,11 @@ def _shape(value: Any) -> Any:
     return [list(t.shape) for t in _tensors(value)]
 
 
+def _flat(tensors: List[Tensor]) -> Tensor:
+    """The tensors' elements in one float64 vector."""
+    return torch.cat([t.detach().reshape(-1).double() for t in tensors])
+
+
 def tensor_stats(value: Any) -> Optional[Dict[str, Any]]:
     """Shape, mean, standard deviation and finiteness of a tensor or of a
     tuple of tensors (pooled over all their elements, in float64).
@@ -84,7 +90,7 @@ def tensor_stats(value: Any) -> Optional[Dict[str, Any]]:
     tensors = _tensors(value)
     if not tensors:
         return None
-    flat = torch.cat([t.detach().reshape(-1).double() for t in tensors])
+    flat = _flat(tensors)
     finite = bool(torch.isfinite(flat).all())
     return dict(
         shape=_shape(value),
@@ -100,8 +106,7 @@ def cosine_similarity(student: Any, teacher: Any) -> Optional[float]:
     if not s or len(s) != len(t) or any(a.shape != b.shape
                                         for a, b in zip(s, t)):
         return None
-    a = torch.cat([x.detach().reshape(-1).double() for x in s])
-    b = torch.cat([x.detach().reshape(-1).double() for x in t])
+    a, b = _flat(s), _flat(t)
     denom = a.norm() * b.norm()
     return float(a @ b / denom) if denom > 0 else None
 
@@ -113,9 +118,12 @@ def _grad_norm(loss: Tensor, params: List[nn.Parameter]) -> float:
         return 0.0
     grads = torch.autograd.grad(
         loss, params, retain_graph=True, allow_unused=True)
-    total = sum(
-        float(g.detach().double().pow(2).sum()) for g in grads
-        if g is not None)
+    squares = [
+        g.detach().double().pow(2).sum() for g in grads if g is not None
+    ]
+    if not squares:
+        return 0.0
+    total = float(torch.stack(squares).sum())  # one host synchronisation
     return math.sqrt(total) if math.isfinite(total) else float('nan')
 
 
@@ -183,7 +191,12 @@ def _build(cfg: Config, checkpoint: Optional[str],
     teacher_ckpt = cfg.model.get('teacher_ckpt')
     teacher_loaded = bool(teacher_ckpt)
     missing: List[str] = []
-    if teacher_ckpt and not getattr(model, 'fused_teacher_convs', None):
+    # FlexibleTeacherDistill loads strictly by default: nothing can be
+    # missing, and the checkpoint need not be read a second time
+    strict = type(model).__name__ == 'FlexibleTeacherDistill' and \
+        cfg.model.get('teacher_ckpt_strict', True)
+    if teacher_ckpt and not strict and not getattr(
+            model, 'fused_teacher_convs', None):
         missing = _missing_teacher_keys(model.teacher, teacher_ckpt)
     teacher_spec = cfg.model.get('teacher')
     if isinstance(teacher_spec, dict) and teacher_spec.get('pretrained'):

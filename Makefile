@@ -4,17 +4,37 @@
 #   make test       create .venv if needed, then run the tests (not `slow`)
 #   make test-all   every test, the slow end-to-end ones included
 #   make env        only create/update the environment
+#   make env TORCH=2.14.1
+#                   the same stack on another torch (2.13 or newer) with
+#                   its matching torchvision, in .venv-torch2.14.1; mmcv is
+#                   compiled with the C++ standard that torch's headers need
+#                   (tools/misc/build_mmcv.py). `make test TORCH=...` and
+#                   `make lint TORCH=...` then use that environment
+#   make test-torch TORCH=2.14.1
+#                   env + the default tests on that torch, with a summary
 #   make lint       flake8, isort and yapf (setup.cfg) over LINT_PATHS and
 #                   the copyright line, as CI and .pre-commit-config.yaml
 #                   run them; `make format` applies isort and yapf
 #
-# Variables: PYTHON (interpreter for the venv, default python3), VENV
-# (.venv), PIP_TORCH_FLAGS (extra pip flags for the torch install),
-# MMCV_FIND_LINKS (a folder with a prebuilt mmcv 2.1.0 wheel; without it
-# mmcv is compiled from source, ~18 min on 2 cores), PYTEST_ARGS.
+# Variables: PYTHON (interpreter for the venv, default python3), TORCH
+# (a torch version; empty: requirements/torch.txt's pinned 2.13.0), VENV
+# (.venv, or .venv-torchTORCH), PIP_TORCH_FLAGS (extra pip flags for the
+# torch install), MMCV_FIND_LINKS (a folder with a prebuilt mmcv 2.1.0 wheel
+# for that torch, tried first; otherwise mmcv is compiled from source,
+# 12-18 min on 2 cores, and the wheel kept in .cache/mmcv), PYTEST_ARGS.
 
+SHELL := /bin/bash
 PYTHON ?= python3
+TORCH ?=
+ifeq ($(strip $(TORCH)),)
 VENV ?= .venv
+TORCH_REQS := -r requirements/torch.txt
+else
+VENV ?= .venv-torch$(TORCH)
+# torchvision unpinned: every torchvision release requires one exact torch,
+# so pip resolves the one made for torch==$(TORCH).
+TORCH_REQS := torch==$(TORCH) torchvision
+endif
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIP_TORCH_FLAGS ?=
@@ -25,7 +45,7 @@ COPYRIGHT_PATHS := mmakd tools tests
 COPYRIGHT := ^\# Copyright (c) mmakd contributors
 STAMP := $(VENV)/.mmakd-env
 
-.PHONY: env demo test test-all lint format clean-env
+.PHONY: env demo test test-all test-torch lint format clean-env
 
 env: $(STAMP)
 
@@ -34,19 +54,20 @@ $(STAMP): requirements/torch.txt requirements/build.txt \
 		requirements/tests.txt requirements/lint.txt setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	@echo "[env] 1/4 torch + torchvision"
-	$(PIP) install $(PIP_TORCH_FLAGS) -r requirements/torch.txt
+	@echo "[env] 1/4 torch + torchvision: $(TORCH_REQS)"
+	$(PIP) install $(PIP_TORCH_FLAGS) $(TORCH_REQS)
 	@$(PY) -c "import torchvision.ops" 2>/dev/null || { \
 	  echo "[env] torchvision cannot load its ops next to the torch pip" \
 	       "picked (a CPU-only torch from a local wheel folder?)."; \
 	  echo "[env] reinstalling torch from PyPI with pip --isolated"; \
-	  $(PIP) --isolated install --force-reinstall -r requirements/torch.txt; }
-	@echo "[env] 2/4 mmcv 2.1.0 with ops (compiles ~18 min on 2 cores" \
-	      "unless MMCV_FIND_LINKS has a wheel)"
+	  $(PIP) --isolated install --force-reinstall $(TORCH_REQS); }
+	$(PY) -c "import torch, torchvision; print('[env] torch', \
+	  torch.__version__, '+ torchvision', torchvision.__version__)"
+	@echo "[env] 2/4 mmcv 2.1.0 with ops (compiled, 12-18 min on 2" \
+	      "cores, unless MMCV_FIND_LINKS or .cache/mmcv has a wheel)"
 	$(PIP) install -r requirements/build.txt
-	$(PIP) install --no-build-isolation \
-	  $(if $(MMCV_FIND_LINKS),--find-links $(MMCV_FIND_LINKS)) \
-	  "$$(grep '^mmcv' requirements/mminstall.txt)"
+	$(PY) tools/misc/build_mmcv.py \
+	  $(if $(MMCV_FIND_LINKS),--find-links $(MMCV_FIND_LINKS))
 	@echo "[env] 3/4 OpenMMLab packages and the rest"
 	$(PIP) install -r requirements/mminstall.txt -r requirements/runtime.txt \
 	  -r requirements/tests.txt -r requirements/lint.txt
@@ -60,6 +81,20 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The default tests on TORCH's environment (built if needed), then one line
+# with the versions, pytest's counts and the wall time.
+$(if $(filter test-torch,$(MAKECMDGOALS)),$(if $(strip $(TORCH)),,\
+  $(error make test-torch needs a torch version: make test-torch TORCH=2.14.1)))
+
+test-torch: $(STAMP)
+	@start=$$(date +%s); \
+	  $(PY) -m pytest tests -q $(PYTEST_ARGS) | tee $(VENV)/test-torch.log; \
+	  status=$${PIPESTATUS[0]}; \
+	  echo "[test-torch] torch $$($(PY) -c 'import torch; \
+	    print(torch.__version__)'): $$(tail -1 $(VENV)/test-torch.log \
+	    | tr -d '=') (make test-torch: $$(( $$(date +%s) - start )) s)"; \
+	  exit $$status
 
 test-all: $(STAMP)
 	$(PY) -m pytest tests -m "slow or not slow" $(PYTEST_ARGS)

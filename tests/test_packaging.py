@@ -18,9 +18,9 @@ from helpers import (AKD_RETINA, DEMO_AKD, REPO, cli_options, demo_options,
                      random_teacher_checkpoint, run_python, write_user_config)
 
 #: Left out of the copy the wheel is built from (large or machine-local).
-NOT_BUILT_FROM = ('.venv', '.git', 'work_dirs', 'data', 'build', 'dist',
-                  '*.egg-info', '__pycache__', '*.pyc', '.pytest_cache',
-                  'docs')
+NOT_BUILT_FROM = ('.venv', '.venv-torch*', '.cache', '.git', 'work_dirs',
+                  'data', 'build', 'dist', '*.egg-info', '__pycache__',
+                  '*.pyc', '.pytest_cache', 'docs')
 
 
 def _pip(*args: str, cwd: str) -> None:

@@ -4,8 +4,8 @@
 ``import mmakd`` calls :func:`apply` before anything imports
 ``mmrazor.models``. It repairs two breakages, each found by probing for what
 is missing or refused, never by comparing version numbers, so the same code
-serves every PyTorch from 2.1 to 2.13 and changes nothing where nothing is
-broken.
+serves every PyTorch from 2.1 on (tested: 2.13 and 2.14) and changes
+nothing where nothing is broken.
 
 1. **MMRazor's import.** ``mmrazor.structures.quantization`` builds its
    quantization backend configs at import time from ``torch.ao`` internals

@@ -1,6 +1,7 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Helpers shared by the tests (on sys.path through setup.cfg)."""
 import glob
+import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -8,6 +9,15 @@ import sys
 from typing import Dict, List, Sequence, Tuple
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def load_tool(path: str, name: str):
+    """The script ``path`` (relative to the repository) imported as module
+    ``name``, without running its ``__main__`` block."""
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_python(args: Sequence[str],

@@ -2,13 +2,13 @@
 """benchmark_distill.py runs every case from a config and reports them."""
 import json
 import math
-import os.path as osp
 import subprocess
 import sys
 
 import pytest
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from helpers import REPO, load_tool
+
 TOOL = 'tools/analysis_tools/benchmark_distill.py'
 CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8')
 
@@ -86,17 +86,8 @@ def test_benchmark_segmentation_logits(tmp_path):
     assert 'SingleTeacherDistill' in table and TOOL in table
 
 
-def load_tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('benchmark_distill',
-                                                  osp.join(REPO, TOOL))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_check_targets_golden():
-    tool = load_tool()
+    tool = load_tool(TOOL, 'benchmark_distill')
     cases = dict(
         base=dict(step_ms_median=100.0, peak_mem_mb=200.0),
         ours=dict(step_ms_median=90.0, peak_mem_mb=150.0),

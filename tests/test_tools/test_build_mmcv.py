@@ -2,7 +2,6 @@
 """tools/misc/build_mmcv.py: the C++ standard read from torch's headers, the
 one-flag change to mmcv's setup.py, a real ``pip wheel`` of a small sdist
 shaped like mmcv's, the ops check, and the Makefile wiring for ``TORCH``."""
-import importlib.util
 import inspect
 import os
 import os.path as osp
@@ -14,23 +13,14 @@ import zipfile
 import pytest
 import torch.utils.cpp_extension
 
-from helpers import REPO, run_python
+from helpers import REPO, load_tool, run_python
 
 TOOL = 'tools/misc/build_mmcv.py'
 ATEN_NEEDS_20 = ('#pragma once\n#if __cplusplus < 202002L\n'
                  '#error C++20 or later compatible compiler is required\n'
                  '#endif\n')
 
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('build_mmcv',
-                                                  osp.join(REPO, TOOL))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_mmcv = _load_tool()
+build_mmcv = load_tool(TOOL, 'build_mmcv')
 
 
 def _headers(root, aten_text: str) -> str:

@@ -1,7 +1,6 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """tools/train.py --amp: AmpOptimWrapper with CUDA, bfloat16
 CPUAmpOptimWrapper without; an AKD run on CPU in bfloat16."""
-import importlib.util
 import math
 import os.path as osp
 
@@ -9,7 +8,7 @@ import pytest
 from mmengine.config import Config
 
 from mmakd.apis import read_scalars
-from helpers import (DEMO_AKD, REPO, cli_options, demo_options,
+from helpers import (DEMO_AKD, cli_options, demo_options, load_tool,
                      random_teacher_checkpoint, run_python)
 
 NO_CUDA = dict(CUDA_VISIBLE_DEVICES='')
@@ -18,11 +17,7 @@ NO_CUDA = dict(CUDA_VISIBLE_DEVICES='')
 @pytest.fixture(scope='module')
 def train_tool():
     """tools/train.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        'mmakd_tools_train', osp.join(REPO, 'tools', 'train.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/train.py', 'mmakd_tools_train')
 
 
 @pytest.fixture(scope='module')

@@ -21,7 +21,7 @@
 # (.venv, or .venv-torchTORCH), PIP_TORCH_FLAGS (extra pip flags for the
 # torch install), MMCV_FIND_LINKS (a folder with a prebuilt mmcv 2.1.0 wheel
 # for that torch, tried first; otherwise mmcv is compiled from source,
-# 12-18 min on 2 cores, and the wheel kept in .cache/mmcv), PYTEST_ARGS.
+# 10-30 min on 2 cores, and the wheel kept in .cache/mmcv), PYTEST_ARGS.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -63,7 +63,7 @@ $(STAMP): requirements/torch.txt requirements/build.txt \
 	  $(PIP) --isolated install --force-reinstall $(TORCH_REQS); }
 	$(PY) -c "import torch, torchvision; print('[env] torch', \
 	  torch.__version__, '+ torchvision', torchvision.__version__)"
-	@echo "[env] 2/4 mmcv 2.1.0 with ops (compiled, 12-18 min on 2" \
+	@echo "[env] 2/4 mmcv 2.1.0 with ops (compiled, 10-30 min on 2" \
 	      "cores, unless MMCV_FIND_LINKS or .cache/mmcv has a wheel)"
 	$(PIP) install -r requirements/build.txt
 	$(PY) tools/misc/build_mmcv.py \

@@ -5,6 +5,7 @@ shaped like mmcv's, the ops check, and the Makefile wiring for ``TORCH``."""
 import inspect
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import tarfile
@@ -215,12 +216,16 @@ def test_check_reports_ops_built_for_another_torch(tmp_path):
 
 
 def _make(*args: str) -> subprocess.CompletedProcess:
-    """``make ARGS`` as typed in a shell: without the variables of a make
-    that runs these tests (``make test-torch TORCH=...``)."""
+    """``make ARGS`` as typed in a fresh shell: without the variables that a
+    make running these tests exports (``make test PIP_TORCH_FLAGS=...`` in
+    CI, ``make test-torch TORCH=...``), i.e. every ``NAME ?=`` of the
+    Makefile and make's own."""
+    with open(osp.join(REPO, 'Makefile')) as f:
+        defaults = re.findall(r'^([A-Z_]+) \?=', f.read(), re.M)
+    dropped = set(defaults) | {'MAKEFLAGS', 'MFLAGS', 'MAKELEVEL'}
     env = {
         key: value
-        for key, value in os.environ.items()
-        if key not in ('MAKEFLAGS', 'MFLAGS', 'MAKELEVEL', 'TORCH', 'VENV')
+        for key, value in os.environ.items() if key not in dropped
     }
     return subprocess.run(['make', *args],
                           cwd=REPO,

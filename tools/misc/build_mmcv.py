@@ -19,7 +19,7 @@ script, run with the interpreter of the environment to build for
 3. **Build.** Otherwise fetch the sdist with ``pip download``, unpack it in
    a temporary folder, change ``setup.py``'s ``-std=c++17`` to the standard
    from step 1 (nothing else; unchanged when that is C++17), build a wheel
-   with ``pip wheel --no-build-isolation`` (about 12-18 minutes on 2 cores,
+   with ``pip wheel --no-build-isolation`` (10-30 minutes on 2 cores,
    with progress) and keep it in the cache folder.
 4. **Install and check.** ``pip install`` the wheel, then run its compiled
    NMS in a fresh interpreter.
@@ -290,7 +290,7 @@ def build(args: argparse.Namespace, folder: str, std: int) -> str:
         with open(setup, 'w') as f:
             f.write(patch_setup(text, std))
         log(f'building a wheel from {osp.basename(sdist)} with '
-            f'-std=c++{std} (12-18 min on 2 cores; log: {log_file})')
+            f'-std=c++{std} (10-30 min on 2 cores; log: {log_file})')
         return build_wheel(src, folder, log_file)
 
 

@@ -1,6 +1,8 @@
 # mmakd: set up an environment and run the demo or the tests.
 #
-#   make demo       create .venv if needed, then run the demo
+#   make demo       create .venv if needed, then run the demo: detection and
+#                   segmentation (tools/demo.py --task all, < 30 min on 2
+#                   CPU cores); DEMO_TASK=det|seg|mgkd runs one task
 #   make test       create .venv if needed, then run the tests (not `slow`)
 #   make test-all   every test, the slow end-to-end ones included
 #   make env        only create/update the environment
@@ -21,7 +23,8 @@
 # (.venv, or .venv-torchTORCH), PIP_TORCH_FLAGS (extra pip flags for the
 # torch install), MMCV_FIND_LINKS (a folder with a prebuilt mmcv 2.1.0 wheel
 # for that torch, tried first; otherwise mmcv is compiled from source,
-# 10-30 min on 2 cores, and the wheel kept in .cache/mmcv), PYTEST_ARGS.
+# 10-30 min on 2 cores, and the wheel kept in .cache/mmcv), PYTEST_ARGS,
+# DEMO_TASK (all, det, seg or mgkd).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -40,6 +43,7 @@ PIP := $(PY) -m pip
 PIP_TORCH_FLAGS ?=
 MMCV_FIND_LINKS ?=
 PYTEST_ARGS ?=
+DEMO_TASK ?= all
 LINT_PATHS ?= mmakd tools tests configs
 COPYRIGHT_PATHS := mmakd tools tests
 COPYRIGHT := ^\# Copyright (c) mmakd contributors
@@ -77,7 +81,7 @@ $(STAMP): requirements/torch.txt requirements/build.txt \
 	@touch $@
 
 demo: $(STAMP)
-	$(PY) tools/demo.py
+	$(PY) tools/demo.py --task $(DEMO_TASK)
 
 test: $(STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)

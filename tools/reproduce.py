@@ -3,14 +3,17 @@
 
     python tools/reproduce.py CONFIG_A CONFIG_B --seeds 5 \
         [--metric mIoU] [--work-dir DIR] [--cfg-options k=v ...] \
-        [--options-a k=v ...] [--options-b k=v ...]
+        [--options-a k=v ...] [--options-b k=v ...] [--report-dir DIR]
 
 For every seed it trains A and then B with ``tools/train.py`` (same seed,
 same ``--cfg-options``), reads the last validation metric, and reports the
 mean ± standard deviation of each, the paired difference B - A with its
 95% confidence interval, and a paired t-test, so that a claim like "AKD
 beats CWD" is tested rather than asserted. Writes ``reproduce.md`` and
-``reproduce.json`` into the work directory.
+``reproduce.json`` into the report directory (default: the work directory),
+and with ``--report-dir`` also every run's training log and config under
+``REPORT_DIR/logs/`` (no checkpoints), so that the report can be kept in the
+repository. COCO metrics (fractions) are reported in points (x100).
 """
 import argparse
 import json
@@ -26,7 +29,7 @@ from mmengine.config import DictAction
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from mmakd.apis import paired_summary, train  # noqa: E402
+from mmakd.apis import paired_summary, relative_path, train  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,6 +49,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--names', nargs=2, default=None, metavar=('NAME_A', 'NAME_B'))
     parser.add_argument('--work-dir', default='work_dirs/reproduce')
+    parser.add_argument(
+        '--report-dir',
+        default=None,
+        help='where reproduce.md/.json and the runs\' logs and configs go '
+        '(default: the work directory, logs left in the runs\' folders)')
+    parser.add_argument(
+        '--scale',
+        type=float,
+        default=None,
+        help='multiply the metric by this in the report (default: 100 for '
+        'coco/* metrics, which are fractions, else 1)')
     parser.add_argument(
         '--note',
         default='',
@@ -88,6 +102,27 @@ def pick_metric(metrics: Dict[str, float], wanted: str = None) -> str:
     raise KeyError(f'give --metric, one of {sorted(metrics)}')
 
 
+def metric_scale(metric: str, scale: float = None) -> float:
+    """The report's unit: COCO metrics are fractions, shown in points."""
+    if scale is not None:
+        return scale
+    return 100.0 if metric.startswith('coco/') else 1.0
+
+
+def keep_logs(work_dir: str, log_dir: str, name: str) -> None:
+    """Copy a run's training log and dumped config into ``log_dir``."""
+    import shutil
+    from glob import glob
+    os.makedirs(log_dir, exist_ok=True)
+    logs = sorted(glob(osp.join(work_dir, '*', '*.log')))
+    if logs:
+        shutil.copyfile(logs[-1], osp.join(log_dir, f'{name}.log'))
+    configs = sorted(glob(osp.join(work_dir, '*.py')))
+    if configs:
+        shutil.copyfile(configs[-1], osp.join(log_dir,
+                                              f'{name}-config.py.txt'))
+
+
 def main() -> None:
     args = parse_args()
     names = args.names or [
@@ -95,6 +130,8 @@ def main() -> None:
         for p in (args.config_a, args.config_b)
     ]
     os.makedirs(args.work_dir, exist_ok=True)
+    report_dir = args.report_dir or args.work_dir
+    os.makedirs(report_dir, exist_ok=True)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     values: Dict[str, List[float]] = {names[0]: [], names[1]: []}
     runs = []
@@ -121,18 +158,24 @@ def main() -> None:
                     line[line.find('Iter'):] if 'Iter' in line else line,
                     flush=True))
             metric = pick_metric(result.metrics, metric)
-            values[name].append(result.metrics[metric])
+            scale = metric_scale(metric, args.scale)
+            values[name].append(result.metrics[metric] * scale)
             runs.append(dict(result.to_dict(logs=True), name=name, seed=seed))
+            if args.report_dir:
+                keep_logs(work_dir, osp.join(report_dir, 'logs'),
+                          f'{name}_seed{seed}')
             print(
                 f'[reproduce] {name} seed {seed}: {metric} '
-                f'{result.metrics[metric]:.3f}',
+                f'{values[name][-1]:.3f}',
                 flush=True)
 
     summary = paired_summary(values[names[0]], values[names[1]])
     a, b, d = summary['a'], summary['b'], summary['diff']
+    unit = f' (x{scale:g})' if scale != 1 else ''
     lines = [
-        f'# {names[1]} vs {names[0]}: {metric} over {len(seeds)} seeds', '',
-        f'| seed | {names[0]} | {names[1]} | difference |', '|---|---|---|---|'
+        f'# {names[1]} vs {names[0]}: {metric}{unit} over {len(seeds)} '
+        'seeds', '', f'| seed | {names[0]} | {names[1]} | difference |',
+        '|---|---|---|---|'
     ]
     for j, seed in enumerate(seeds):
         x, y = values[names[0]][j], values[names[1]][j]
@@ -153,24 +196,32 @@ def main() -> None:
         lines.append('One seed: no test; use --seeds 3 or more.')
     import torch
     machine = (f'{platform.processor() or platform.machine()}, '
-               f'{os.cpu_count()} CPU cores, torch {torch.__version__}')
+               f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
+               f'{torch.get_num_threads()} threads')
+    config_a, config_b = (
+        relative_path(osp.abspath(c)) for c in (args.config_a, args.config_b))
+    logs = (
+        f'`{relative_path(osp.abspath(report_dir))}/logs/`'
+        if args.report_dir else
+        f'`{relative_path(osp.abspath(args.work_dir))}/<name>_seed<seed>/`')
     lines += [
-        '', f'Configs: `{args.config_a}` (A), `{args.config_b}` (B); '
+        '', f'Configs: `{config_a}` (A), `{config_b}` (B); '
         f'common options: `{_options(args.cfg_options)}`; A only: '
         f'`{_options(args.options_a)}`; B only: `{_options(args.options_b)}`. '
         f'Machine: {machine}. Total time '
-        f'{(time.perf_counter() - start) / 60:.1f} min. Logs: '
-        f'`{args.work_dir}/<name>_seed<seed>/`.'
+        f'{(time.perf_counter() - start) / 60:.1f} min. Logs: {logs}.'
     ]
     if args.note:
         lines += ['', args.note]
     report = '\n'.join(lines) + '\n'
-    with open(osp.join(args.work_dir, 'reproduce.md'), 'w') as f:
+    with open(osp.join(report_dir, 'reproduce.md'), 'w') as f:
         f.write(report)
-    with open(osp.join(args.work_dir, 'reproduce.json'), 'w') as f:
+    with open(osp.join(report_dir, 'reproduce.json'), 'w') as f:
         json.dump(
             dict(
                 metric=metric,
+                scale=scale,
+                configs=[config_a, config_b],
                 names=names,
                 seeds=seeds,
                 values=values,

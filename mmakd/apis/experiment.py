@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 __all__ = [
     'RunResult', 'to_cli_options', 'train', 'read_scalars', 'final_metrics',
-    'find_checkpoint', 'paired_summary'
+    'find_checkpoint', 'paired_summary', 'portable_command', 'relative_path'
 ]
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -58,17 +58,61 @@ class RunResult:
     val_log: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self, logs: bool = False) -> Dict[str, Any]:
-        """JSON-friendly dict.
+        """JSON-friendly dict, with paths relative to the repository.
+
+        The command starts with ``python`` instead of this machine's
+        interpreter, and paths inside the repository (config, work
+        directory, checkpoint, those in ``--cfg-options``) are relative to
+        it, so that results files hold commands any checkout can re-run;
+        paths outside it stay absolute.
 
         Args:
             logs (bool): Keep ``train_log`` and ``val_log``. Defaults to
                 False.
         """
         out = asdict(self)
+        out['command'] = portable_command(self.command)
+        for key in ('config', 'work_dir', 'checkpoint'):
+            out[key] = relative_path(out[key])
         if not logs:
             out.pop('train_log')
             out.pop('val_log')
         return out
+
+
+def relative_path(path: str) -> str:
+    """``path`` relative to the repository if it lies inside it."""
+    if not path or not osp.isabs(path):
+        return path
+    rel = osp.relpath(path, REPO)
+    return path if rel == os.pardir or rel.startswith(os.pardir +
+                                                      os.sep) else rel
+
+
+def portable_command(command: Sequence[str]) -> List[str]:
+    """A command as it would be typed in the repository root.
+
+    The interpreter becomes ``python``; every absolute path inside the
+    repository, alone or as the value of a ``key=value`` option, becomes
+    relative to it.
+
+    Args:
+        command (Sequence[str]): E.g. ``[sys.executable, TRAIN, ...]``.
+
+    Returns:
+        list[str]: E.g. ``['python', 'tools/train.py', ...]``.
+    """
+    out = []
+    for i, arg in enumerate(command):
+        if i == 0 and arg == sys.executable:
+            out.append('python')
+            continue
+        key, sep, value = arg.partition('=')
+        if sep and not osp.isabs(key):
+            out.append(key + sep + relative_path(value))
+        else:
+            out.append(relative_path(arg))
+    return out
 
 
 def _fmt(value: Any) -> str:

@@ -82,3 +82,47 @@ def test_scalars_and_final_metrics(tmp_path):
     }
     with pytest.raises(FileNotFoundError):
         read_scalars(str(tmp_path / 'empty'))
+
+
+def test_results_hold_commands_relative_to_the_repository(tmp_path):
+    """Item 7 of the evidence issue: no machine's venv or checkout path in
+    results files; paths outside the repository stay absolute."""
+    import os.path as osp
+    import sys
+
+    from mmakd.apis import RunResult, portable_command, relative_path
+    from mmakd.apis.experiment import REPO, TRAIN
+    outside = str(tmp_path / 'w' / 'iter_8.pth')
+    inside = osp.join(REPO, 'work_dirs', 'demo', 'teacher', 'iter_8.pth')
+    config = osp.join(REPO, 'configs', 'akd', 'demo', 'x.py')
+    command = [
+        sys.executable, TRAIN, config, '--work-dir',
+        osp.join(REPO, 'work_dirs', 'demo', 'cwd'), '--cfg-options',
+        f'model.teacher_ckpt={inside}', f'val_evaluator.ann_file={outside}',
+        'train_cfg.max_iters=8', 'data_root=data/shapes/'
+    ]
+    assert portable_command(command) == [
+        'python', 'tools/train.py', 'configs/akd/demo/x.py', '--work-dir',
+        'work_dirs/demo/cwd', '--cfg-options',
+        'model.teacher_ckpt=work_dirs/demo/teacher/iter_8.pth',
+        f'val_evaluator.ann_file={outside}', 'train_cfg.max_iters=8',
+        'data_root=data/shapes/'
+    ]
+    # a sibling folder whose name starts like the repository's is outside
+    sibling = REPO + '-copy/a.pth'
+    assert relative_path(sibling) == sibling
+    assert relative_path(REPO) == '.'
+    result = RunResult(
+        name='cwd',
+        config=config,
+        work_dir=osp.join(REPO, 'work_dirs', 'demo', 'cwd'),
+        command=command,
+        checkpoint=outside)
+    out = result.to_dict()
+    assert out['command'][0] == 'python'
+    assert out['config'] == 'configs/akd/demo/x.py'
+    assert out['work_dir'] == 'work_dirs/demo/cwd'
+    assert out['checkpoint'] == outside
+    assert REPO not in json.dumps(out)
+    # the object itself keeps the command that was run
+    assert result.command[0] == sys.executable

@@ -6,6 +6,8 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
+
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = 'configs/akd/demo'
 STUDENT = f'{DEMO}/pspnet_r18-w8_1xb8-600it_shapes-128.py'
@@ -24,9 +26,11 @@ def run(args, timeout):
 
 def test_demo_quick_writes_the_tables_and_curves(tmp_path):
     work = tmp_path / 'demo'
-    out = run(['tools/demo.py', '--quick', '--work-dir', str(work)], 600)
+    out = run(
+        ['tools/demo.py', '--task', 'seg', '--quick', '--work-dir',
+         str(work)], 600)
     for step in ('1/5', '2/5', '3/5', '4/5', '5/5'):
-        assert f'[demo] {step}' in out  # progress is shown
+        assert f'[demo] [seg] {step}' in out  # progress is shown
     assert 'Iter(train)' in out
     results = json.loads((work / 'results.json').read_text())
     assert {'teacher', 'student', 'cwd', 'akd'} <= set(results)
@@ -53,6 +57,65 @@ def test_demo_quick_writes_the_tables_and_curves(tmp_path):
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10000
 
 
+def test_demo_quick_detection_on_coco_format(tmp_path):
+    """Detection: RetinaNet teacher, student alone, CWD on the FPN levels,
+    AKD in the reference and the recommended setting, scored by
+    MMDetection's CocoMetric on the shapes data in COCO format."""
+    work = tmp_path / 'det'
+    out = run(
+        ['tools/demo.py', '--task', 'det', '--quick', '--work-dir',
+         str(work)], 600)
+    for step in range(1, 7):
+        assert f'[demo] [det] {step}/6' in out
+    assert 'Iter(train)' in out and 'coco/bbox_mAP' in out
+    results = json.loads((work / 'results.json').read_text())
+    names = ('teacher', 'student', 'cwd', 'akd_reference', 'akd')
+    assert set(names) <= set(results)
+    assert results['metric'] == 'coco/bbox_mAP'
+    assert results['meta']['data'] == 'synthetic shapes'
+    for name in names:
+        run_ = results[name]
+        value = run_['metrics']['coco/bbox_mAP']  # CocoMetric: a fraction
+        assert math.isfinite(value) and 0 <= value <= 1, (name, value)
+        assert 'coco/bbox_mAP_50' in run_['metrics']
+        assert run_['sec_per_iter'] > 0 and run_['wall_seconds'] > 0
+        assert osp.isfile(run_['checkpoint'])
+        # the evaluator scored the generated val split, not the default path
+        ann = str(work / 'data' / 'annotations' / 'instances_val.json')
+        assert f'val_evaluator.ann_file={ann}' in run_['command']
+        # commands as typed in the repository root
+        assert run_['command'][:2] == ['python', 'tools/train.py']
+        assert run_['config'].startswith('configs/akd/demo/')
+    for name in ('cwd', 'akd_reference', 'akd'):
+        assert (f"model.teacher_ckpt={results['teacher']['checkpoint']}"
+                in results[name]['command'])
+    keys = {
+        n: set().union(*[r.keys() for r in results[n]['train_log']])
+        for n in names
+    }
+    # CWD on each of the three FPN levels, Avatars only in the AKD runs:
+    # one weight per level for the reference, four for the recommended one
+    for name in ('cwd', 'akd_reference', 'akd'):
+        assert {f'distill.loss_cwd_fpn{i}' for i in range(3)} <= keys[name]
+    assert not any('akd.' in k for k in keys['cwd'])
+    assert 'distill.akd.cwd_fpn0.w0' in keys['akd_reference']
+    assert 'distill.akd.cwd_fpn0.w1' not in keys['akd_reference']
+    assert 'distill.akd.cwd_fpn2.w3' in keys['akd']
+    table = (work / 'results.md').read_text()
+    assert 'Synthetic data' in table and 'not COCO' in table
+    assert '| bbox mAP (val) |' in table
+    # the table shows CocoMetric's fraction in points
+    row = next(line for line in table.splitlines()
+               if line.startswith('| teacher |'))
+    shown = float(row.split('|')[2])
+    assert shown == pytest.approx(
+        100 * results['teacher']['metrics']['coco/bbox_mAP'], abs=0.006)
+    assert '- akd: `python tools/train.py configs/akd/demo/akd_cwd_fpn_' in (
+        table)
+    png = (work / 'curves.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10000
+
+
 def test_demo_quick_mgkd_runs_both_stages(tmp_path):
     """Multi-granularity distillation in the demo: teacher, stage 1, student,
     KD, KD + MGKD, each loading the checkpoints of the runs before it."""
@@ -62,7 +125,7 @@ def test_demo_quick_mgkd_runs_both_stages(tmp_path):
         str(work)
     ], 600)
     for step in ('1/6', '2/6', '3/6', '4/6', '5/6', '6/6'):
-        assert f'[demo] {step}' in out
+        assert f'[demo] [mgkd] {step}' in out
     results = json.loads((work / 'results.json').read_text())
     assert results['metric'] == 'accuracy/top1'
     assert results['meta']['data'] == 'synthetic CIFAR-like'
@@ -95,6 +158,7 @@ def test_reproduce_reports_paired_difference(tmp_path):
     data = tmp_path / 'shapes'
     generate_shapes(str(data), num_train=8, num_val=4, size=128, seed=0)
     work = tmp_path / 'rep'
+    report_dir = tmp_path / 'report'
     root = str(data) + '/'
     options = [
         f'train_dataloader.dataset.data_root={root}',
@@ -117,6 +181,8 @@ def test_reproduce_reports_paired_difference(tmp_path):
             'b',
             '--work-dir',
             str(work),
+            '--report-dir',
+            str(report_dir),
             '--note',
             'synthetic shapes data',
             # B only: a setting that leaves the runs identical
@@ -126,7 +192,10 @@ def test_reproduce_reports_paired_difference(tmp_path):
         ] + options,
         600)
     assert '[reproduce] seed 1 (2/2): training b' in out
-    report = json.loads((work / 'reproduce.json').read_text())
+    report = json.loads((report_dir / 'reproduce.json').read_text())
+    assert not (work / 'reproduce.json').exists()
+    assert report['configs'] == [STUDENT, STUDENT]
+    assert report['scale'] == 1  # mIoU is already in points
     assert report['metric'] == 'mIoU' and report['seeds'] == [0, 1]
     a, b = report['values']['a'], report['values']['b']
     # the same config and seed train the same model: difference exactly 0
@@ -144,6 +213,31 @@ def test_reproduce_reports_paired_difference(tmp_path):
     assert 'default_hooks.checkpoint.max_keep_ckpts=1' in commands[('b', 1)]
     assert 'default_hooks.checkpoint.max_keep_ckpts=1' not in commands[('a',
                                                                         1)]
-    md = (work / 'reproduce.md').read_text()
+    for r in report['runs']:
+        assert r['command'][:3] == ['python', 'tools/train.py', STUDENT]
+    md = (report_dir / 'reproduce.md').read_text()
     assert 'mean ± std' in md and 'synthetic shapes data' in md
     assert osp.isdir(work / 'a_seed0') and osp.isdir(work / 'b_seed1')
+    # every run's log and config beside the report, no checkpoints
+    kept = sorted(p.name for p in (report_dir / 'logs').iterdir())
+    assert kept == [
+        f'{n}_seed{s}{ext}' for n in 'ab' for s in (0, 1)
+        for ext in ('-config.py.txt', '.log')
+    ]
+    log = (report_dir / 'logs' / 'b_seed1.log').read_text()
+    assert 'Iter(train) [2/2]' in log and 'mIoU' in log
+
+
+def test_reproduce_reports_coco_metrics_in_points():
+    """CocoMetric's fractions are reported x100, so that "a 95% CI narrower
+    than 1 point" means the same for bbox mAP as for mIoU."""
+    from helpers import load_tool
+    tool = load_tool('tools/reproduce.py', 'mmakd_tools_reproduce')
+    assert tool.metric_scale('coco/bbox_mAP') == 100
+    assert tool.metric_scale('mIoU') == 1
+    assert tool.metric_scale('accuracy/top1') == 1
+    assert tool.metric_scale('coco/bbox_mAP', 1.0) == 1
+    metrics = {'coco/bbox_mAP': 0.25, 'coco/bbox_mAP_50': 0.5}
+    assert tool.pick_metric(metrics) == 'coco/bbox_mAP'
+    with pytest.raises(KeyError, match='mIoU'):
+        tool.pick_metric(metrics, 'mIoU')

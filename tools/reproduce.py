@@ -55,6 +55,12 @@ def parse_args() -> argparse.Namespace:
         help='where reproduce.md/.json and the runs\' logs and configs go '
         '(default: the work directory, logs left in the runs\' folders)')
     parser.add_argument(
+        '--reuse',
+        action='store_true',
+        help='read back runs already finished in the work directory with '
+        'the same command instead of training them again (e.g. to add '
+        'seeds to a report)')
+    parser.add_argument(
         '--scale',
         type=float,
         default=None,
@@ -156,7 +162,8 @@ def main() -> None:
                 echo=lambda line: print(
                     '   ',
                     line[line.find('Iter'):] if 'Iter' in line else line,
-                    flush=True))
+                    flush=True),
+                reuse=args.reuse)
             metric = pick_metric(result.metrics, metric)
             scale = metric_scale(metric, args.scale)
             values[name].append(result.metrics[metric] * scale)

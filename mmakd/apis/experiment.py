@@ -20,11 +20,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 __all__ = [
     'RunResult', 'to_cli_options', 'train', 'read_scalars', 'final_metrics',
-    'find_checkpoint', 'paired_summary', 'portable_command', 'relative_path'
+    'find_checkpoint', 'paired_summary', 'portable_command', 'relative_path',
+    'finished_run'
 ]
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN = osp.join(REPO, 'tools', 'train.py')
+#: What ``train`` writes into a work directory after a successful run.
+RUN_RECORD = 'mmakd_run.json'
 
 
 @dataclass
@@ -188,7 +191,8 @@ def train(name: str,
           options: Optional[Dict[str, Any]] = None,
           echo: Optional[Callable[[str], None]] = None,
           env: Optional[Dict[str, str]] = None,
-          warmup_records: int = 1) -> RunResult:
+          warmup_records: int = 1,
+          reuse: bool = False) -> RunResult:
     """Train ``config`` with ``tools/train.py`` in a fresh process.
 
     Args:
@@ -201,6 +205,10 @@ def train(name: str,
         env (dict, optional): Extra environment variables.
         warmup_records (int): Logged training records left out of
             ``sec_per_iter``. Defaults to 1.
+        reuse (bool): If ``work_dir`` holds a finished run of the same
+            command (``mmakd_run.json``, written after every successful
+            run, a final validation and the last checkpoint), read it back
+            instead of training again. Defaults to False.
 
     Returns:
         RunResult: Metrics, timing and logs of the run.
@@ -211,6 +219,12 @@ def train(name: str,
     command = [sys.executable, TRAIN, config, '--work-dir', work_dir]
     if options:
         command += ['--cfg-options'] + to_cli_options(options)
+    if reuse:
+        done = finished_run(name, config, work_dir, command, warmup_records)
+        if done is not None:
+            if echo:
+                echo(f'reusing the finished run in {work_dir}')
+            return done
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env['PYTHONPATH'] = REPO + os.pathsep + full_env.get('PYTHONPATH', '')
@@ -237,6 +251,44 @@ def train(name: str,
     if proc.returncode != 0:
         raise RuntimeError(f'training {name} failed ({" ".join(command)}):\n' +
                            '\n'.join(tail))
+    result = _collect(name, config, work_dir, command, wall, warmup_records)
+    with open(osp.join(work_dir, RUN_RECORD), 'w') as f:
+        json.dump(
+            dict(command=portable_command(command), wall_seconds=wall), f)
+    return result
+
+
+def finished_run(name: str,
+                 config: str,
+                 work_dir: str,
+                 command: Sequence[str],
+                 warmup_records: int = 1) -> Optional[RunResult]:
+    """The finished run of ``command`` in ``work_dir``, or None.
+
+    A run counts as finished when ``train`` recorded it (``mmakd_run.json``
+    with the same command, compared as :func:`portable_command` gives it),
+    its scalars hold a validation and its last checkpoint exists.
+    """
+    path = osp.join(work_dir, RUN_RECORD)
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    if record.get('command') != portable_command(command):
+        return None
+    try:
+        result = _collect(name, config, work_dir, list(command),
+                          record['wall_seconds'], warmup_records)
+    except FileNotFoundError:
+        return None
+    if not result.metrics or not osp.isfile(osp.join(REPO, result.checkpoint)):
+        return None
+    return result
+
+
+def _collect(name: str, config: str, work_dir: str, command: List[str],
+             wall: float, warmup_records: int) -> RunResult:
+    """A run's result from the files MMEngine wrote."""
     records = read_scalars(work_dir)
     train_log = [r for r in records if _is_train(r)]
     val_log = [r for r in records if not _is_train(r)]

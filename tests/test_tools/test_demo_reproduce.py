@@ -227,6 +227,27 @@ def test_reproduce_reports_paired_difference(tmp_path):
     log = (report_dir / 'logs' / 'b_seed1.log').read_text()
     assert 'Iter(train) [2/2]' in log and 'mIoU' in log
 
+    # one more seed: the finished runs are read back, only seed 2 trains
+    def again(seeds, extra=()):
+        return run([
+            'tools/reproduce.py', STUDENT, STUDENT, '--seeds',
+            str(seeds), '--names', 'a', 'b', '--work-dir',
+            str(work), '--report-dir',
+            str(report_dir), '--reuse', '--options-b',
+            'default_hooks.checkpoint.max_keep_ckpts=1', '--cfg-options'
+        ] + options + list(extra), 600)
+
+    out = again(3)
+    assert out.count('reusing the finished run') == 4
+    assert '[reproduce] seed 2 (3/3): training b' in out
+    more = json.loads((report_dir / 'reproduce.json').read_text())
+    assert more['seeds'] == [0, 1, 2]
+    assert more['values']['a'][:2] == a and more['values']['b'][:2] == b
+    assert (work / 'a_seed2' / 'mmakd_run.json').is_file()
+    # a changed command is not a finished run of it: seed 0 trains again
+    out = again(1, ['default_hooks.logger.interval=2'])
+    assert 'reusing' not in out
+
 
 def test_reproduce_reports_coco_metrics_in_points():
     """CocoMetric's fractions are reported x100, so that "a 95% CI narrower

@@ -4,8 +4,10 @@
 # factor (w_k ~ u_k^(-1/4)), with no standardisation (normalize=False): CWD's
 # spatial softmaxes see the raw features of both sides, as in the baseline.
 # SELECTION PENDING (docs/evidence.md).
-_base_ = ['./cwd_fpn_retinanet-r18-w32_retinanet-r18-w8_1xb8-400it_'
-          'shapes-128.py']
+_base_ = [
+    './cwd_fpn_retinanet-r18-w32_retinanet-r18-w8_1xb8-400it_'
+    'shapes-128.py'
+]
 model = dict(
     distiller=dict(
         type='AvatarDistiller',

@@ -368,7 +368,9 @@ def test_akd_pair_one_train_step(path, no_network):
         batch = seg_batch(
             2, 64, 64, num_classes=model.student.decode_head.num_classes)
     else:
-        batch = det_batch(2, 128, 128, num_classes=80)
+        head = getattr(model.student, 'bbox_head', None)
+        batch = det_batch(
+            2, 128, 128, num_classes=getattr(head, 'num_classes', 80))
     teacher0 = [p.detach().clone() for p in model.teacher.parameters()]
     student0 = [(p.detach().clone(), p.requires_grad)
                 for p in model.student.parameters()]

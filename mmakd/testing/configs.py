@@ -11,7 +11,7 @@ def random_weights_overrides(cfg: Config) -> Dict[str, Any]:
     """``--cfg-options`` that build ``cfg.model`` with random weights.
 
     Drops everything that loads weights while the model is built: the
-    teacher checkpoint, ``pretrained`` of the teacher or student, the
+    teacher checkpoint(s), ``pretrained`` of the teacher or student, the
     ``checkpoint`` of distiller connectors and the ``pretrained`` of
     distillation losses (e.g. the output of an earlier training stage, or
     MasKD's mask tokens). Backbone ``init_cfg``s are left alone: they only
@@ -26,6 +26,9 @@ def random_weights_overrides(cfg: Config) -> Dict[str, Any]:
     overrides: Dict[str, Any] = {}
     if cfg.model.get('teacher_ckpt'):
         overrides['model.teacher_ckpt'] = None
+    if cfg.model.get('teacher_ckpts'):  # MultiTeacherDistill
+        overrides['model.teacher_ckpts'] = [None] * len(
+            cfg.model.teacher_ckpts)
     for key in ('teacher', 'architecture'):
         sub = cfg.model.get(key)
         if isinstance(sub, dict) and sub.get('pretrained'):

@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helpers import REPO, load_tool
 
 TOOL = 'tools/analysis_tools/benchmark_distill.py'
-CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8')
+CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8',
+         'multi_teacher_k2', 'multi_teacher_k4')
 
 
 def bench(config, tmp_path, *extra):
@@ -57,8 +59,15 @@ def check_cases(result):
     assert cases['base']['peak_mem_mb'] > 0
     # AKD's finiteness checks ride on the algorithm's one synchronisation
     assert cases['ours']['host_syncs'] >= 1
-    for name in ('akd_k1', 'akd_k4', 'akd_k8'):
+    for name in ('akd_k1', 'akd_k4', 'akd_k8', 'multi_teacher_k2',
+                 'multi_teacher_k4'):
         assert cases[name]['host_syncs'] == cases['ours']['host_syncs']
+    # K real teachers against K Avatars, from the same run
+    (comparison, ) = result['ensemble_vs_avatars']
+    assert comparison['k'] == 4
+    assert comparison['ratio'] == pytest.approx(
+        cases['multi_teacher_k4']['step_ms_median'] /
+        cases['akd_k4']['step_ms_median'])
 
 
 def test_benchmark_segmentation_logits(tmp_path):
@@ -84,6 +93,8 @@ def test_benchmark_segmentation_logits(tmp_path):
         assert (f"| {t['case']} / base, {t['what']} | {t['ratio']:.3f} |"
                 in table)
     assert 'SingleTeacherDistill' in table and TOOL in table
+    ratio = result['ensemble_vs_avatars'][0]['ratio']
+    assert f'multi_teacher_k4 / akd_k4 = {ratio:.3f}' in table
 
 
 def test_check_targets_golden():
@@ -138,3 +149,37 @@ def test_benchmark_detection_fpn(tmp_path):
     assert result['base'] == 'FpnTeacherDistill'
     assert result['teacher_forward'] == 'feat'
     check_cases(result)
+
+
+def test_ensemble_cases_are_real_ensembles_of_the_teacher():
+    """multi_teacher_kK holds K separate copies of the config's teacher,
+    with the config's distiller; the comparison divides K teachers' step
+    by K Avatars' step."""
+    from mmakd.models import MultiTeacherDistill
+    from mmakd.utils import load_config
+    tool = load_tool(TOOL, 'benchmark_distill')
+    cfg = load_config('configs/akd/demo/cwd_fpn_retinanet-r18-w32_'
+                      'retinanet-r18-w8_1xb8-400it_shapes-128.py')
+    cases, teacher, *_ = tool.build_cases(
+        cfg, 'cpu', (64, 64), ['multi_teacher_k2', 'multi_teacher_k4'])
+    for k in (2, 4):
+        model = cases[f'multi_teacher_k{k}'][0]
+        assert isinstance(model, MultiTeacherDistill)
+        assert len(model.teachers) == k
+        assert len({id(t) for t in model.teachers}) == k
+        assert type(model.distiller).__name__ == 'ConfigurableDistiller'
+        for t in model.teachers:
+            for name, value in teacher.state_dict().items():
+                assert torch.equal(t.state_dict()[name], value), name
+    got = tool.ensemble_vs_avatars(
+        dict(
+            akd_k4=dict(step_ms_median=110.0),
+            multi_teacher_k4=dict(step_ms_median=264.0),
+            multi_teacher_k2=dict(step_ms_median=180.0)))
+    assert got == [
+        dict(
+            k=4,
+            ensemble='multi_teacher_k4',
+            avatars='akd_k4',
+            ratio=pytest.approx(2.4))
+    ]

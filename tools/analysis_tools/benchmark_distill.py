@@ -19,6 +19,11 @@ rounds:
   teacher's BatchNorms folded into its convolutions);
 - ``akd_k1``, ``akd_k4``, ``akd_k8``: ``FlexibleTeacherDistill`` with
   ``AvatarDistiller`` and K = 1, 4, 8 (dropout p = 0.1);
+- ``multi_teacher_k2``, ``multi_teacher_k4``: mmakd's
+  ``MultiTeacherDistill`` with the same distiller and 2 or 4 copies of the
+  teacher (a real ensemble: every teacher runs once per step and their
+  records are averaged), so that the cost of K teachers and of K Avatars
+  of one teacher (``akd_k4``) are measured side by side;
 - ``lower_bound``: the teacher's forward (the shortest one that feeds the
   recorders) plus the student's step, each timed apart and added.
 
@@ -26,7 +31,9 @@ It prints the median step time and its spread (interquartile range), peak
 memory, the device-to-host synchronisations of one step (counted as
 ``aten::_local_scalar_dense`` calls, the same on CPU and GPU; see
 :class:`mmakd.testing.CountHostSyncs`), and the ratios to ``base``,
-``ours`` and the lower bound; ``--json`` writes them under
+``ours`` and the lower bound, and the step of a real ensemble of K
+teachers over that of K Avatars (``ensemble_vs_avatars``); ``--json``
+writes them under
 ``cases.<name>.step_ms_median``, ``cases.<name>.step_ms_iqr``,
 ``cases.<name>.peak_mem_mb`` and ``cases.<name>.host_syncs``.
 
@@ -71,7 +78,8 @@ from mmakd.testing import batch_for_model  # noqa: E402
 from mmakd.testing import random_weights_overrides  # noqa: E402
 from mmakd.utils import load_config  # noqa: E402
 
-CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8')
+CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8',
+         'multi_teacher_k2', 'multi_teacher_k4')
 
 
 def parse_args() -> argparse.Namespace:
@@ -164,6 +172,23 @@ def check_targets(results: Dict[str, Any],
     return out
 
 
+def ensemble_vs_avatars(results: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The step time of K real teachers over that of K Avatars, for every
+    K measured both ways."""
+    out = []
+    for k in (2, 4, 8):
+        ens, ava = f'multi_teacher_k{k}', f'akd_k{k}'
+        if ens in results and ava in results:
+            out.append(
+                dict(
+                    k=k,
+                    ensemble=ens,
+                    avatars=ava,
+                    ratio=results[ens]['step_ms_median'] /
+                    results[ava]['step_ms_median']))
+    return out
+
+
 def _task(cfg) -> str:
     scope = cfg.get('default_scope', '')
     return 'seg' if scope == 'mmseg' else 'det'
@@ -204,6 +229,15 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
         with DefaultScope.overwrite_default_scope('mmrazor'):
             if kind == 'base':
                 return base_cls(architecture=s, teacher=t, distiller=dist)
+            if kind == 'multi':
+                return MODELS.build(
+                    dict(
+                        type='MultiTeacherDistill',
+                        architecture=s,
+                        teachers=[t] +
+                        [copy.deepcopy(teacher) for _ in range(k - 1)],
+                        distiller=dist,
+                        check_shapes=False))
             if k:
                 dist['type'] = 'AvatarDistiller'
                 dist['avatars'] = dict(
@@ -225,7 +259,9 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
         ours_fused=lambda: algorithm('ours', fuse=True),
         akd_k1=lambda: algorithm('akd', 1),
         akd_k4=lambda: algorithm('akd', 4),
-        akd_k8=lambda: algorithm('akd', 8))
+        akd_k8=lambda: algorithm('akd', 8),
+        multi_teacher_k2=lambda: algorithm('multi', 2),
+        multi_teacher_k4=lambda: algorithm('multi', 4))
     cases = {}
     for name in names:
         model = builders[name]().to(device)
@@ -443,6 +479,10 @@ def main() -> None:
               f'{fmt("peak_mem_mb", ".0f"):>9}{fmt("ratio_to_base"):>8}'
               f'{fmt("ratio_to_ours"):>8}{fmt("ratio_to_lower_bound"):>8}'
               f'{fmt("mem_ratio_to_base"):>10}{fmt("host_syncs", "d"):>7}')
+    comparisons = ensemble_vs_avatars(results)
+    for c in comparisons:
+        print(f"{c['ensemble']} / {c['avatars']}: {c['ratio']:.3f} (the step "
+              f"of {c['k']} teachers over that of {c['k']} Avatars of one)")
     targets = check_targets(results, base_name)
     if targets:
         print()
@@ -469,6 +509,7 @@ def main() -> None:
         machine=machine,
         command=' '.join(sys.argv),
         cases=results,
+        ensemble_vs_avatars=comparisons,
         targets=targets)
     if args.json:
         with open(args.json, 'w') as f:
@@ -513,6 +554,12 @@ def markdown(payload: Dict[str, Any]) -> str:
             f"{fmt('ratio_to_base')} | "
             f"{fmt('ratio_to_ours')} | {fmt('ratio_to_lower_bound')} | "
             f"{fmt('mem_ratio_to_base')} | {fmt('host_syncs', 'd')} |")
+    for c in payload.get('ensemble_vs_avatars', []):
+        lines += [
+            '', f"A real ensemble of {c['k']} teachers against {c['k']} "
+            f"Avatars of one: {c['ensemble']} / {c['avatars']} = "
+            f"{c['ratio']:.3f} (step time)."
+        ]
     lines += ['', '| target | ratio | limit | |', '|---|---|---|---|']
     for t in payload['targets']:
         lines.append(f"| {t['case']} / {t['reference']}, {t['what']} | "

@@ -8,3 +8,6 @@ __all__ += ['MGKDAnalyserTrainer']
 from .maskd_mask_learner import MasKDMaskLearner  # noqa: E402
 
 __all__ += ['MasKDMaskLearner']
+from .multi_teacher_distill import MultiTeacherDistill  # noqa: E402
+
+__all__ += ['MultiTeacherDistill']

@@ -90,6 +90,11 @@ def shortest_forward(model: nn.Module, manager: Any) -> str:
     return 'loss'
 
 
+class TeacherRecordError(ValueError):
+    """Teachers' records that cannot be combined (e.g. different shapes);
+    the build-time dry run lets it through instead of skipping its check."""
+
+
 def _run(model: nn.Module, mode: str, inputs: torch.Tensor,
          data_samples: Optional[List[BaseDataElement]]) -> Any:
     if mode == 'feat':
@@ -199,6 +204,10 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             ``calculate_student_loss``...).
     """
 
+    #: Config keys of the teacher and its checkpoint, for messages.
+    _teacher_key = 'model.teacher'
+    _teacher_ckpt_key = 'model.teacher_ckpt'
+
     def __init__(self,
                  architecture: ModelSpec,
                  teacher: ModelSpec,
@@ -219,10 +228,10 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         if nonfinite not in ('raise', 'skip'):
             raise ValueError("model.nonfinite must be 'raise' or 'skip', got "
                              f'{nonfinite!r}')
-        check_checkpoint_exists(teacher_ckpt)
+        check_checkpoint_exists(teacher_ckpt, self._teacher_ckpt_key)
         student_model = build_model_from_spec(architecture,
                                               'model.architecture')
-        teacher_model = build_model_from_spec(teacher, 'model.teacher')
+        teacher_model = build_model_from_spec(teacher, self._teacher_key)
         if isinstance(distiller, dict):
             check_recorder_sources(
                 distiller.get('student_recorders'), student_model,
@@ -237,21 +246,16 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             teacher_ckpt=None,
             data_preprocessor=data_preprocessor,
             **kwargs)
-        if check_preprocessors:
-            runs = 'model.architecture.data_preprocessor' \
-                if data_preprocessor is None else 'model.data_preprocessor'
-            others = [('model.teacher.data_preprocessor',
-                       self.teacher.data_preprocessor)]
-            if data_preprocessor is not None:
-                others.append(('model.architecture.data_preprocessor',
-                               self.student.data_preprocessor))
-            check_preprocessors_match((runs, self.data_preprocessor), others)
+        self.check_preprocessors = check_preprocessors
+        self._runs_own_preprocessor = data_preprocessor is not None
+        if check_preprocessors and data_preprocessor is not None:
+            check_preprocessors_match(
+                ('model.data_preprocessor', self.data_preprocessor),
+                [('model.architecture.data_preprocessor',
+                  self.student.data_preprocessor)])
         self.teacher_ckpt = teacher_ckpt
-        if teacher_ckpt:
-            load_teacher_checkpoint(self.teacher, teacher_ckpt,
-                                    teacher_ckpt_strict)
-            # Keep the runner's init_weights() from overwriting the teacher.
-            self.teacher._is_init = True
+        self._prepare_teacher(self.teacher, self._teacher_key, teacher_ckpt,
+                              self._teacher_ckpt_key, teacher_ckpt_strict)
         self.nonfinite = nonfinite
         if not isinstance(teacher_eval, bool):
             raise TypeError('model.teacher_eval must be True or False, got '
@@ -268,11 +272,28 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             self.distiller.defer_finite_check = True
         self.teacher_forward = self._resolve_teacher_forward(teacher_forward)
         self.fused_teacher_convs: List[str] = []
+        self.fuse_teacher_conv_bn = fuse_teacher_conv_bn
         if fuse_teacher_conv_bn:
-            self._fuse_teacher()
+            self.fused_teacher_convs = self._fuse_teacher()
         self._records_checked = False
         if check_shapes:
             self._check_record_shapes()
+
+    def _prepare_teacher(self, teacher: nn.Module, key: str,
+                         ckpt: Optional[str], ckpt_key: str,
+                         strict: bool) -> None:
+        """Check a teacher's preprocessing against the one that runs, and
+        load its checkpoint (``key`` and ``ckpt_key`` name them)."""
+        if self.check_preprocessors:
+            runs = 'model.data_preprocessor' if self._runs_own_preprocessor \
+                else 'model.architecture.data_preprocessor'
+            check_preprocessors_match(
+                (runs, self.data_preprocessor),
+                [(f'{key}.data_preprocessor', teacher.data_preprocessor)])
+        if ckpt:
+            load_teacher_checkpoint(teacher, ckpt, strict, ckpt_key)
+            # Keep the runner's init_weights() from overwriting the teacher.
+            teacher._is_init = True
 
     # ------------------------------------------------------------------
     # how far the teacher runs
@@ -293,8 +314,14 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         return shortest_forward(
             self.teacher, getattr(self.distiller, 'teacher_recorders', None))
 
-    def _fuse_teacher(self) -> None:
-        """Fold the frozen teacher's BatchNorms; see ``fuse_teacher_conv_bn``.
+    def _fuse_teacher(self,
+                      teacher: Optional[nn.Module] = None,
+                      name: str = 'the teacher') -> List[str]:
+        """Fold a frozen teacher's BatchNorms (``self.teacher`` by
+        default); see ``fuse_teacher_conv_bn``.
+
+        Returns:
+            list[str]: The folded convolutions.
         """
         if self.teacher_trainable or not self.teacher_norm_eval:
             raise ValueError(
@@ -306,12 +333,13 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             getattr(r, 'source', '')
             for r in (manager.recorders.values() if manager else [])
         ]
-        self.fused_teacher_convs = fuse_frozen_conv_bn(self.teacher, keep)
+        fused = fuse_frozen_conv_bn(
+            self.teacher if teacher is None else teacher, keep)
         print_log(
-            f'model.fuse_teacher_conv_bn: folded '
-            f'{len(self.fused_teacher_convs)} BatchNorm layers of the '
-            'teacher into their convolutions',
+            f'model.fuse_teacher_conv_bn: folded {len(fused)} BatchNorm '
+            f'layers of {name} into their convolutions',
             logger='current')
+        return fused
 
     def _check_record_shapes(self) -> None:
         """Dry run on a random 2x3x64x64 batch; see ``check_shapes``."""
@@ -332,11 +360,15 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
         inputs = (inputs - 128) / 64
         try:
-            with torch.no_grad(), self.distiller.student_recorders, \
-                    self.distiller.teacher_recorders:
-                for side in sorted(reachable):
-                    _run(getattr(self, side), modes[side], inputs, None)
+            with torch.no_grad():
+                if 'student' in reachable:
+                    with self.distiller.student_recorders:
+                        _run(self.student, modes['student'], inputs, None)
+                if 'teacher' in reachable:
+                    self._record_teachers(inputs, None)
                 problems = self._shape_problems(mappings, reachable)
+        except TeacherRecordError:
+            raise
         except Exception as err:  # noqa: B902 - any model may refuse
             print_log(
                 'model.check_shapes: skipped, the models cannot run on a '
@@ -386,18 +418,26 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
                     'full training forward.')
         self._records_checked = True
 
+    def _record_teachers(
+            self, batch_inputs: torch.Tensor,
+            data_samples: Optional[List[BaseDataElement]]) -> None:
+        """Run the frozen teacher as far as ``teacher_forward`` says, into
+        the distiller's teacher recorders (call under ``no_grad``)."""
+        with self.distiller.teacher_recorders, self.distiller.deliveries:
+            _run(self.teacher, self.teacher_forward, batch_inputs,
+                 data_samples)
+
     def _run_teacher(
         self, batch_inputs: torch.Tensor,
         data_samples: Optional[List[BaseDataElement]]
     ) -> Dict[str, torch.Tensor]:
         """Run the teacher as far as ``teacher_forward`` says; return its
         losses if it is trainable."""
-        with self.distiller.teacher_recorders, self.distiller.deliveries:
-            if self.teacher_trainable:
+        if self.teacher_trainable:
+            with self.distiller.teacher_recorders, self.distiller.deliveries:
                 return self.teacher(batch_inputs, data_samples, mode='loss')
-            with torch.no_grad():
-                _run(self.teacher, self.teacher_forward, batch_inputs,
-                     data_samples)
+        with torch.no_grad():
+            self._record_teachers(batch_inputs, data_samples)
         if not self._records_checked and self.teacher_forward != 'loss':
             self._check_teacher_records()
         return {}

@@ -189,11 +189,14 @@ def _build(cfg: Config, checkpoint: Optional[str],
                 'be downloaded, or pass --no-init-weights to analyse the '
                 'weights as built.') from err
     teacher_ckpt = cfg.model.get('teacher_ckpt')
-    teacher_loaded = bool(teacher_ckpt)
+    teacher_ckpts = cfg.model.get('teacher_ckpts')  # MultiTeacherDistill
+    teacher_loaded = bool(
+        teacher_ckpt) or bool(teacher_ckpts) and all(teacher_ckpts)
     missing: List[str] = []
-    # FlexibleTeacherDistill loads strictly by default: nothing can be
-    # missing, and the checkpoint need not be read a second time
-    strict = type(model).__name__ == 'FlexibleTeacherDistill' and \
+    # mmakd's algorithms load strictly by default: nothing can be missing,
+    # and the checkpoint need not be read a second time
+    strict = type(model).__name__ in (
+        'FlexibleTeacherDistill', 'MultiTeacherDistill') and \
         cfg.model.get('teacher_ckpt_strict', True)
     if teacher_ckpt and not strict and not getattr(
             model, 'fused_teacher_convs', None):

@@ -618,3 +618,24 @@ def test_real_batches_are_reproducible(teacher_ckpt, shapes_root):
     values = first['losses']['loss_cwd']['values']
     assert again['losses']['loss_cwd']['values'] == values
     assert other['losses']['loss_cwd']['values'] != values
+
+
+def test_teacher_ensemble_checkpoints_count_as_loaded(tmp_path):
+    """MultiTeacherDistill's teacher_ckpts: the teacher is loaded when
+    every teacher has a checkpoint, and the report warns otherwise."""
+    from mmakd.models.utils import build_model_from_spec
+    config = ('configs/akd/demo/cwd_fpn_4xretinanet-r18-w32_retinanet-r18-'
+              'w8_1xb8-400it_shapes-128.py')
+    teacher = build_model_from_spec(
+        dict(
+            cfg_path=osp.join(
+                REPO, 'configs/akd/demo/retinanet_r18-w32_fpn-64_1xb8-2000it_'
+                'shapes-128.py')), 'model.teachers[0]')
+    path = str(tmp_path / 'teacher.pth')
+    torch.save(dict(state_dict=teacher.state_dict()), path)
+    report = run(config, {'model.teacher_ckpts': [path] * 4}, iters=1)
+    assert report['algorithm'] == 'MultiTeacherDistill'
+    assert report['teacher']['checkpoint_loaded']
+    assert 'teacher_no_checkpoint' not in kinds(report)
+    report = run(config, {'model.teacher_ckpts': [path] * 3 + [None]}, iters=1)
+    assert 'teacher_no_checkpoint' in kinds(report)

@@ -49,13 +49,13 @@ def test_summary_golden():
     gains = summary['gains']
     assert gains['ensemble_vs_cwd']['diff']['mean'] == pytest.approx(3.2 / 3)
     assert gains['akd_vs_cwd']['diff']['mean'] == pytest.approx(0.5)
-    assert gains['akd_vs_ensemble']['diff']['mean'] == pytest.approx(
-        0.5 - 3.2 / 3)
+    assert gains['akd_vs_ensemble']['diff']['mean'] == pytest.approx(0.5 -
+                                                                     3.2 / 3)
     assert summary['recovered'] == pytest.approx(0.5 / (3.2 / 3))
     # diffs 1.0, 1.0, 1.2: sem 0.0667, t(2) 4.303 -> CI [0.78, 1.35] > 0
     lo, hi = gains['ensemble_vs_cwd']['ci95']
-    assert lo == pytest.approx(3.2 / 3 - 4.302653 * 0.11547 / math.sqrt(3),
-                               abs=1e-3)
+    assert lo == pytest.approx(
+        3.2 / 3 - 4.302653 * 0.11547 / math.sqrt(3), abs=1e-3)
     assert summary['recovered_valid']
     assert summary['teacher_seconds'] == dict(one=100.0, all=406.0)
     assert summary['arms']['ensemble']['sec_per_iter'] == pytest.approx(
@@ -105,23 +105,24 @@ def test_demo_quick_ensemble(tmp_path):
     summary = json.loads((work / 'ensemble.json').read_text())
     assert set(summary['teachers']) == {'0', '1', '2', '3'}
     assert summary['seeds'] == [100, 101]
-    ens = json.loads(
-        (work / 'cwd-vs-ensemble' / 'reproduce.json').read_text())
+    ens = json.loads((work / 'cwd-vs-ensemble' / 'reproduce.json').read_text())
     akd = json.loads((work / 'cwd-vs-akd' / 'reproduce.json').read_text())
     assert ens['values']['cwd'] == akd['values']['cwd']
     ckpts = [
-        osp.join(str(work.relative_to(REPO)) if str(work).startswith(REPO)
-                 else str(work), f'teacher_seed{s}') for s in range(4)
+        osp.join(
+            str(work.relative_to(REPO))
+            if str(work).startswith(REPO) else str(work), f'teacher_seed{s}')
+        for s in range(4)
     ]
     for run in ens['runs']:
-        command = ' '.join(run['command'])
+        line = ' '.join(run['command'])
         if run['name'] == 'ensemble':
             assert 'MultiTeacherDistill' in open(
                 osp.join(REPO, run['config'])).read()
             for ckpt in ckpts:  # all four teachers, each once
-                assert command.count(osp.basename(ckpt) + '/') == 1
+                assert line.count(osp.basename(ckpt) + '/') == 1
         else:
-            assert 'teacher_seed0/' in command and 'seed1/' not in command
+            assert 'teacher_seed0/' in line and 'seed1/' not in line
     for name in ('cwd', 'ensemble', 'akd'):
         arm = summary['arms'][name]
         assert all(math.isfinite(v) for v in arm['values'])

@@ -45,7 +45,7 @@ measured on synthetic data, and say so.
     python tools/demo.py --task det --quick --work-dir DIR  # < 4 min
     python tools/demo.py --task seg              # ~14 min (quick: ~2 min)
     python tools/demo.py --task mgkd [--quick]   # ~15 min (quick: ~3 min)
-    python tools/demo.py --task ensemble [--quick]  # ~55 min (quick: ~4)
+    python tools/demo.py --task ensemble [--quick]  # ~50 min (quick: ~4)
 """
 import argparse
 import json

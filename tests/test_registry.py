@@ -28,6 +28,7 @@ EXAMPLES = {
     'MGKDAnalyser': dict(kind='tuple connector'),
     'MGKDAnalyserTrainer': dict(kind='algorithm'),
     'MasKDMaskLearner': dict(kind='algorithm'),
+    'MultiTeacherDistill': dict(kind='algorithm'),
     'CifarResNet': dict(kind='backbone'),
     'CifarWideResNet': dict(kind='backbone'),
 }

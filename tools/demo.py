@@ -626,6 +626,26 @@ def ensemble_markdown(summary: Dict[str, Any], meta: Dict[str, Any]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def ensemble_options(quick: bool, data_root: str,
+                     seed: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``--cfg-options`` of the study's student and teacher runs (no seed).
+
+    Full runs on the default data use the configs as they are (the commands
+    of docs/ensemble.md); quick runs or other data pass the data location
+    and the lengths of the detection task as options.
+    """
+    if not quick and data_root == osp.abspath('data/shapes') + '/':
+        return {}, {}
+    task = TASKS['det']
+    size = task['quick' if quick else 'full']
+    student, teacher = (
+        run_options(task, size, data_root, seed, dict(length=length))
+        for length in ('student', 'teacher'))
+    for options in (student, teacher):
+        options.pop('randomness.seed')
+    return student, teacher
+
+
 def run_ensemble(name: str, quick: bool, work_dir: str, data: Optional[str],
                  seed: int) -> str:
     """The teacher-ensemble study (``--task ensemble``); see the module
@@ -644,18 +664,7 @@ def run_ensemble(name: str, quick: bool, work_dir: str, data: Optional[str],
         f'{data_root}')
     generate('det', size, data_root, seed)
     data_root = osp.abspath(data_root) + '/'
-    # Full runs on the default data use the configs as they are (the
-    # commands of docs/ensemble.md); anything else is passed as options.
-    default = osp.abspath('data/shapes') + '/'
-    common: Dict[str, Any] = {}
-    if quick or data_root != default:
-        common = run_options(task, size, data_root, seed,
-                             dict(length='student'))
-        common.pop('randomness.seed')
-    teacher_options = dict(common)
-    if quick:
-        teacher_options = run_options(task, size, data_root, seed,
-                                      dict(length='teacher'))
+    common, teacher_options = ensemble_options(quick, data_root, seed)
     teachers: Dict[int, Dict[str, Any]] = {}
     checkpoints = []
     for step, t_seed in enumerate(teacher_seeds, start=2):

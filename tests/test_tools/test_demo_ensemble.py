@@ -137,3 +137,30 @@ def test_demo_quick_ensemble(tmp_path):
     assert 'Iter(train)' not in again.stdout
     assert json.loads((work / 'ensemble.json').read_text())['arms'] == \
         summary['arms']
+
+
+def test_run_options_keep_each_runs_length(tmp_path):
+    """The configs as they are on the default data; elsewhere the data
+    location, with the teachers' and the students' own lengths."""
+    tool = load_tool('tools/demo.py', 'mmakd_tools_demo')
+    default = osp.join(REPO, 'data', 'shapes') + '/'
+    import os
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        assert tool.ensemble_options(False, default, 0) == ({}, {})
+        other = str(tmp_path) + '/'
+        student, teacher = tool.ensemble_options(False, other, 0)
+        quick_student, quick_teacher = tool.ensemble_options(True, other, 0)
+    finally:
+        os.chdir(cwd)
+    assert student['train_dataloader.dataset.data_root'] == other
+    assert teacher['val_evaluator.ann_file'] == (
+        other + 'annotations/instances_val.json')
+    assert (student['train_cfg.max_iters'],
+            teacher['train_cfg.max_iters']) == (400, 2000)
+    assert teacher['param_scheduler.1.T_max'] == 2000
+    assert (quick_student['train_cfg.max_iters'],
+            quick_teacher['train_cfg.max_iters']) == (20, 30)
+    assert 'randomness.seed' not in student and 'randomness.seed' not in \
+        teacher

@@ -51,7 +51,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
@@ -60,6 +59,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from mmakd.apis import RunResult, portable_command  # noqa: E402
+from mmakd.apis.experiment import machine_description  # noqa: E402
 from mmakd.apis.experiment import relative_path, train  # noqa: E402
 
 DEMO = 'configs/akd/demo'
@@ -418,7 +418,6 @@ def run_task(name: str, quick: bool, work_dir: str, data: Optional[str],
             f'{metric_value(results[run_name], task):.2f} '
             f'({results[run_name].wall_seconds:.0f} s)')
 
-    import torch
     meta = dict(
         task=name,
         mode=mode,
@@ -427,9 +426,7 @@ def run_task(name: str, quick: bool, work_dir: str, data: Optional[str],
         data_root=relative_path(data_root.rstrip('/')) + '/',
         num_train=num_train,
         num_val=num_val,
-        machine=f'{platform.processor() or platform.machine()}, '
-        f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
-        f'{torch.get_num_threads()} threads',
+        machine=machine_description(),
         total_seconds=time.perf_counter() - start)
     report = markdown(results, task, meta)
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
@@ -668,16 +665,16 @@ def run_ensemble(name: str, quick: bool, work_dir: str, data: Optional[str],
     teachers: Dict[int, Dict[str, Any]] = {}
     checkpoints = []
     for step, t_seed in enumerate(teacher_seeds, start=2):
-        name = f'teacher_seed{t_seed}'
+        run_name = f'teacher_seed{t_seed}'
         say(f'[ensemble] {step}/{total} training the teacher from seed '
-            f'{t_seed} -> {osp.join(work_dir, name)}')
+            f'{t_seed} -> {osp.join(work_dir, run_name)}')
         options = dict(teacher_options, **{'randomness.seed': t_seed})
         result = train(
-            name,
+            run_name,
             ENSEMBLE['teacher'],
-            osp.join(work_dir, name),
+            osp.join(work_dir, run_name),
             options,
-            echo=lambda line, n=name: progress(n, line),
+            echo=lambda line, n=run_name: progress(n, line),
             reuse=True)
         value = result.metrics.get(task['metric'], float('nan'))
         say(f'[ensemble] teacher seed {t_seed}: bbox mAP {value * 100:.2f} '
@@ -705,13 +702,10 @@ def run_ensemble(name: str, quick: bool, work_dir: str, data: Optional[str],
                                     seeds, common, one, options, note)
     say(f'[ensemble] {total}/{total} summary')
     summary = ensemble_summary(reports['ensemble'], reports['akd'], teachers)
-    import torch
     meta = dict(
         mode=mode,
         data=SHAPES_DESC.format(**size) + ' in COCO format, not COCO',
-        machine=f'{platform.processor() or platform.machine()}, '
-        f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
-        f'{torch.get_num_threads()} threads',
+        machine=machine_description(),
         reports=relative_path(osp.abspath(work_dir)) + '/cwd-vs-*/',
         total_seconds=time.perf_counter() - start)
     report = ensemble_markdown(summary, meta)

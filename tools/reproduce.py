@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import platform
 import sys
 import time
 from typing import Dict, List
@@ -30,6 +29,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from mmakd.apis import paired_summary, relative_path, train  # noqa: E402
+from mmakd.apis.experiment import machine_description  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -201,10 +201,7 @@ def main() -> None:
                      f'({verdict}).')
     else:
         lines.append('One seed: no test; use --seeds 3 or more.')
-    import torch
-    machine = (f'{platform.processor() or platform.machine()}, '
-               f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
-               f'{torch.get_num_threads()} threads')
+    machine = machine_description()
     config_a, config_b = (
         relative_path(osp.abspath(c)) for c in (args.config_a, args.config_b))
     logs = (

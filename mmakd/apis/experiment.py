@@ -11,6 +11,7 @@ import json
 import math
 import os
 import os.path as osp
+import platform
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 __all__ = [
     'RunResult', 'to_cli_options', 'train', 'read_scalars', 'final_metrics',
     'find_checkpoint', 'paired_summary', 'portable_command', 'relative_path',
-    'finished_run'
+    'finished_run', 'machine_description'
 ]
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -81,6 +82,14 @@ class RunResult:
             out.pop('train_log')
             out.pop('val_log')
         return out
+
+
+def machine_description() -> str:
+    """Processor, CPU cores, torch version and threads, for reports."""
+    import torch
+    return (f'{platform.processor() or platform.machine()}, '
+            f'{os.cpu_count()} CPU cores, torch {torch.__version__}, '
+            f'{torch.get_num_threads()} threads')
 
 
 def relative_path(path: str) -> str:

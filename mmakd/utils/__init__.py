@@ -1,8 +1,9 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-from .config import installed_package_path, load_config, register_config_scope
+from .config import (installed_package_path, load_config, mmakd_base_scope,
+                     register_config_scope)
 from .launch import prepare_distributed
 
 __all__ = [
-    'installed_package_path', 'load_config', 'prepare_distributed',
-    'register_config_scope'
+    'installed_package_path', 'load_config', 'mmakd_base_scope',
+    'prepare_distributed', 'register_config_scope'
 ]

@@ -5,10 +5,20 @@
 resolve ``_base_ = 'mmakd::akd/...'`` in any config: it adds mmakd to
 MMEngine's table of packages that ship configs, and makes MMEngine find an
 installed package's folder for editable installs too.
+
+mmakd has no registry scope of its own: its modules register into MMRazor's
+registries, and each of its configs names the scope it is written for
+(``default_scope='mmdet'``, ``'mmseg'``, ``'mmpretrain'``). MMEngine stamps
+the top-level dicts of a ``package::`` base with ``_scope_=package``; for
+``mmakd::`` that scope has no registries, so every lookup would fall back to
+MMEngine's root and fail (``EncoderDecoder is not in the mmengine::model
+registry``). :func:`register_config_scope` therefore makes an ``mmakd::``
+base stamp its dicts with the ``default_scope`` the base file declares, so
+they build exactly as when the file is used from the clone.
 """
 import importlib.util
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import mmengine.config.config as mmengine_config
 from mmengine.config import Config
@@ -17,7 +27,7 @@ from mmengine.utils import get_installed_path, is_installed
 
 __all__ = [
     'load_config', 'resolve_config_path', 'installed_package_path',
-    'register_config_scope'
+    'mmakd_base_scope', 'register_config_scope'
 ]
 
 #: The ``package::`` prefix of the configs mmakd ships (``mmakd/.mim``).
@@ -50,6 +60,35 @@ def installed_package_path(package: str) -> str:
     return path
 
 
+def mmakd_base_scope(path: str) -> Optional[str]:
+    """The scope the dicts of an ``mmakd::`` base config build in.
+
+    Args:
+        path (str): The resolved file of the base config.
+
+    Returns:
+        str | None: The ``default_scope`` the file declares or inherits;
+        None (no stamp: the dicts resolve in the inheriting config's default
+        scope, as a local base's do) when it declares none.
+    """
+    scope = Config.fromfile(
+        path, import_custom_modules=False).get('default_scope')
+    return scope if isinstance(scope, str) else None
+
+
+_ORIGINAL_GET_CFG_PATH = mmengine_config.Config._get_cfg_path
+
+
+def _get_cfg_path(cfg_path: str, filename: str) -> Tuple[str, Optional[str]]:
+    """``Config._get_cfg_path`` whose scope for an ``mmakd::`` base is the
+    base's own ``default_scope`` (:func:`mmakd_base_scope`) instead of
+    ``'mmakd'``."""
+    path, scope = _ORIGINAL_GET_CFG_PATH(cfg_path, filename)
+    if scope == CONFIG_SCOPE:
+        scope = mmakd_base_scope(path)
+    return path, scope
+
+
 def register_config_scope() -> List[str]:
     """Make ``mmakd::`` config paths resolve in MMEngine; idempotent.
 
@@ -69,6 +108,10 @@ def register_config_scope() -> List[str]:
         mmengine_config.get_installed_path = installed_package_path
         changed.append('mmengine.config.config.get_installed_path (falls '
                        'back to the import system for editable installs)')
+    if Config.__dict__['_get_cfg_path'].__func__ is not _get_cfg_path:
+        Config._get_cfg_path = staticmethod(_get_cfg_path)
+        changed.append('mmengine.config.Config._get_cfg_path (an mmakd:: '
+                       "base's dicts build in its own default_scope)")
     return changed
 
 

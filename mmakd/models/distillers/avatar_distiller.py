@@ -1,7 +1,8 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """AKD's distiller: K Avatars per loss, uncertainty weights, logging."""
 import hashlib
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+import logging
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 from mmengine.dist import get_rank
@@ -107,7 +108,11 @@ class AvatarDistiller(ConfigurableDistiller):
        weights ``w_k = u_k ** (-1 / tau) / sum_j u_j ** (-1 / tau)``
        (:func:`~mmakd.models.utils.avatar_weights`), without gradient;
        ``uncertainty=None`` gives equal weights ``1 / K``; with ``K = 1``
-       the weight is 1 whatever ``u``;
+       the weight is 1 whatever ``u``. ``u`` is undefined when ``T`` has
+       no variance in any channel (a batch of one ``(1, C)``, or constant
+       channels): the weights are then ``1 / K``, ``akd.<name>.u`` is
+       logged as nan and a warning naming the batch size is logged once
+       per loss (a tuple's level without variance is left out of ``u``);
     4. each Avatar goes through the teacher connector (if any), the student
        input and the Avatars are standardised per channel as
        ``normalize`` and ``normalize_at`` say, and the base loss is
@@ -231,6 +236,11 @@ class AvatarDistiller(ConfigurableDistiller):
         #: together with its own checks (one synchronisation).
         self.defer_finite_check = False
         self._finite_checks: List[Tuple[str, str, List[Tensor], Tensor]] = []
+        #: Losses already warned about an undefined ``u``, and the flags
+        #: still to read (see :meth:`_watch_undefined`).
+        self._undefined_warned: Set[str] = set()
+        self._undefined_reads: List[Tuple[str, str, List[Tuple[int, ...]],
+                                          Tensor, Any]] = []
         self._rng_step: Tuple[Any, int] = (None, 0)
 
     # ------------------------------------------------------------------
@@ -382,7 +392,93 @@ class AvatarDistiller(ConfigurableDistiller):
                                   connector, connector_idx, generator))
         if not self.defer_finite_check:
             self.check_teacher_finite()
+        self._read_undefined()
         return losses
+
+    # ------------------------------------------------------------------
+    # records without teacher variance: u undefined, equal weights
+    # ------------------------------------------------------------------
+    def _watch_undefined(self, loss_name: str, teacher_key: str,
+                         levels: List[Tensor], defined: List[Tensor]) -> None:
+        """Warn once per loss when ``u`` is undefined at some level.
+
+        A level with one value per channel (``N * prod(spatial) == 1``) is
+        known from its shape and warned about at once. Constant channels
+        are only known from the values: their flags are read without a
+        host synchronisation (on the CPU at once, on an accelerator from a
+        non-blocking copy once an event says it arrived, usually at the
+        next call), so this costs nothing per iteration.
+        """
+        if loss_name in self._undefined_warned or any(
+                entry[0] == loss_name for entry in self._undefined_reads):
+            return
+        single = [i for i, t in enumerate(levels) if _per_channel(t) == 1]
+        shapes = [tuple(t.shape) for t in levels]
+        if single:
+            self._warn_undefined(loss_name, teacher_key, shapes, single,
+                                 'single')
+            return
+        flags = ~torch.stack(defined)
+        event = None
+        if flags.device.type != 'cpu':
+            if not hasattr(torch, 'Event'):  # torch < 2.4: no warning
+                return
+            flags = flags.to('cpu', non_blocking=True)
+            event = torch.Event(device=levels[0].device)
+            event.record()
+        self._undefined_reads.append(
+            (loss_name, teacher_key, shapes, flags, event))
+
+    def _read_undefined(self) -> None:
+        """Read the flags of :meth:`_watch_undefined` that have arrived."""
+        pending = []
+        for loss_name, teacher_key, shapes, flags, event in \
+                self._undefined_reads:
+            if event is not None and not event.query():
+                pending.append((loss_name, teacher_key, shapes, flags, event))
+                continue
+            # numpy() reads host memory: no synchronisation
+            undefined = [i for i, u in enumerate(flags.numpy()) if u]
+            if undefined and loss_name not in self._undefined_warned:
+                self._warn_undefined(loss_name, teacher_key, shapes, undefined,
+                                     'constant')
+        self._undefined_reads = pending
+
+    def _warn_undefined(self, loss_name: str, teacher_key: str,
+                        shapes: List[Tuple[int, ...]], undefined: List[int],
+                        why: str) -> None:
+        self._undefined_warned.add(loss_name)
+        recorder = self.loss_forward_mappings[loss_name][teacher_key].get(
+            'recorder')
+        where = f'model.distiller.loss_forward_mappings.{loss_name}.' \
+            f'{teacher_key} (recorder {recorder!r})'
+        batch = shapes[undefined[0]][0]
+        levels = '' if len(shapes) == 1 else \
+            f' at level(s) {undefined} of {len(shapes)}'
+        if why == 'single':
+            reason = (f'holds a single value per channel{levels} (batch '
+                      f'size {batch}, shape {shapes[undefined[0]]}): its '
+                      'channels have no variance')
+        else:
+            reason = (f'is constant in every channel{levels} over the '
+                      f'batch (batch size {batch}, shape '
+                      f'{shapes[undefined[0]]}) and positions: it has no '
+                      'variance')
+        k = self.num_avatars
+        if len(undefined) < len(shapes):
+            effect = ('those levels are left out of the geometric mean of u '
+                      'over the levels')
+        else:
+            name = self.log_names[loss_name]
+            effect = (f'the {k} Avatars get equal weights 1/{k} on such '
+                      f'batches and akd.{name}.u is logged as nan')
+        print_log(
+            f'{KEY}.uncertainty: {where} {reason}, so the Avatars\' '
+            f'uncertainty u (their drift relative to the teacher\'s '
+            f'variance) is undefined: {effect}. A larger batch (or '
+            'images that differ) restores the factor. Shown once per loss.',
+            logger='current',
+            level=logging.WARNING)
 
     # ------------------------------------------------------------------
     # finiteness of the teacher inputs
@@ -563,11 +659,20 @@ class AvatarDistiller(ConfigurableDistiller):
                      generator: torch.Generator) -> Dict[str, Tensor]:
         levels = [teacher] if isinstance(teacher, Tensor) else list(teacher)
         avatars = [self.perturbation(t, generator=generator) for t in levels]
-        uncertainty = combine_uncertainty(
-            [avatar_uncertainty(t, a) for t, a in zip(levels, avatars)])
+        per_level = [
+            avatar_uncertainty(t, a, return_defined=True)
+            for t, a in zip(levels, avatars)
+        ]
+        uncertainty = combine_uncertainty([u for u, _ in per_level])
         if self.check_finite:
-            self._finite_checks.append((loss_name, teacher_key, levels,
-                                        torch.isfinite(uncertainty).all()))
+            # a level without teacher variance has no u: not a divergence
+            finite = torch.stack([
+                torch.isfinite(u).all() | ~defined for u, defined in per_level
+            ]).all()
+            self._finite_checks.append(
+                (loss_name, teacher_key, levels, finite))
+        self._watch_undefined(loss_name, teacher_key, levels,
+                              [defined for _, defined in per_level])
         if self.tau is None:
             weights = torch.full_like(uncertainty, 1.0 / self.num_avatars)
         else:
@@ -616,6 +721,12 @@ class AvatarDistiller(ConfigurableDistiller):
 
 def _to_fp32(t: Tensor) -> Tensor:
     return t.float()
+
+
+def _per_channel(t: Tensor) -> int:
+    """How many values per channel ``(N, C, *spatial)`` holds: the
+    samples behind its channel statistics."""
+    return t.numel() // t.shape[1] if t.dim() >= 2 and t.shape[1] else 0
 
 
 def _loss_error(err: Exception, loss_name: str, loss_module: Any,

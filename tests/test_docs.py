@@ -5,6 +5,7 @@ follow)."""
 import glob
 import os.path as osp
 import re
+import subprocess
 
 import pytest
 
@@ -38,3 +39,70 @@ def test_relative_links_resolve(page):
 def test_the_link_check_sees_links():
     readme = list(_links(osp.join(REPO, 'README.md')))
     assert 'docs/evidence.md' in readme and len(readme) > 10
+
+
+# An absolute path of the machine that wrote a file: a checkout, a virtual
+# environment, a temporary or home folder. Committed results use paths
+# relative to the repository instead, and placeholders for what lay outside
+# it: ``<tmp>`` (the temporary folder), ``<home>``, ``<site-packages>``,
+# ``<python>`` (the interpreter's installation) and ``<outside>`` (any other
+# folder); the interpreter of a command is ``python``
+# (``mmakd.apis.experiment.portable_text`` and ``portable_path``, which
+# ``tools/reproduce.py`` and ``tools/demo.py`` write with).
+MACHINE_PATH = re.compile(
+    r'(?<![\w.<>~-])/(?:work|tmp|root|home|usr|opt|Users|mnt|private)/'
+    r'|[\w.-]*/(?:site|dist)-packages/|/\.venv/|/\.pyenv/')
+# Not the writer's machine: PyTorch's own build settings (its build host's
+# compiler) in the environment block of every MMEngine log, and paths a user
+# typed in the error messages docs/user_guide.md quotes.
+NOT_A_MACHINE_PATH = re.compile(r'CXX_COMPILER=/opt/rh/gcc-toolset-\d+/root'
+                                r"/usr/bin/c\+\+|'/tmp/(?:trunc|t)\.pth'")
+
+
+def _committed_text_files():
+    files = subprocess.run(['git', 'ls-files', 'README.md', 'docs'],
+                           cwd=REPO,
+                           capture_output=True,
+                           text=True,
+                           check=True).stdout.split()
+    for name in files:
+        path = osp.join(REPO, name)
+        if not osp.isfile(path):
+            continue
+        with open(path, 'rb') as f:
+            data = f.read()
+        if b'\0' in data:  # pictures
+            continue
+        yield name, data.decode('utf-8', errors='replace')
+
+
+def test_committed_docs_and_results_hold_no_machine_paths():
+    """Issue 24, point 8: results, logs, dumped configs and pages name no
+    absolute path of the machine that made them (see MACHINE_PATH for the
+    convention: paths relative to the repository, ``<tmp>``, ``<home>``,
+    ``<site-packages>``, ``<python>``, ``<outside>`` placeholders)."""
+    found = []
+    scanned = 0
+    for name, text in _committed_text_files():
+        scanned += 1
+        for number, line in enumerate(text.splitlines(), 1):
+            match = MACHINE_PATH.search(NOT_A_MACHINE_PATH.sub('', line))
+            if match:
+                start, end = max(0, match.start() - 30), match.end() + 40
+                found.append(f'{name}:{number}: ...{line[start:end]}...')
+    assert scanned > 200
+    assert not found, f'{len(found)} lines with machine paths:\n' + '\n'.join(
+        found[:40])
+
+
+def test_the_machine_path_check_sees_paths():
+    for line in ('"/work/main/.venv/bin/python",',
+                 "data_root = '/tmp/democlone/data/shapes/'",
+                 '/root/.pyenv/versions/3.11.7/lib/python3.11/x.py:1: Warn',
+                 'saved to /home/me/work_dirs/x.'):
+        assert MACHINE_PATH.search(line), line
+    for line in ('configs/akd/demo/x.py', '<tmp>/democlone/data/shapes/',
+                 '<site-packages>/mmengine/utils/package_utils.py:17:',
+                 'https://setuptools.pypa.io/en/latest/x.html', '0.2 s/iter',
+                 'tests/data/golden/make_akd_losses.py'):
+        assert not MACHINE_PATH.search(line), line

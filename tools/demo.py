@@ -60,6 +60,7 @@ sys.path.insert(0, REPO)
 
 from mmakd.apis import RunResult, portable_command  # noqa: E402
 from mmakd.apis.experiment import machine_description  # noqa: E402
+from mmakd.apis.experiment import portable_path  # noqa: E402
 from mmakd.apis.experiment import relative_path, train  # noqa: E402
 
 DEMO = 'configs/akd/demo'
@@ -311,6 +312,17 @@ def metric_value(result: RunResult, task: Dict[str, Any]) -> float:
     return value * task.get('scale', 1)
 
 
+#: Printed beside every demo table (results.md and the console).
+CROSS_MACHINE = (
+    'Your numbers will differ from the README\'s by about half a point per '
+    'run: within one machine runs are bit-identical, but on other CPU '
+    'kernels the losses drift apart from about iteration 40. One run per '
+    'method ranks nothing: a fresh clone of the detection demo on another '
+    'machine printed teacher 8.50, student 4.80, CWD 6.30, AKD reference '
+    '6.40, AKD 5.90 bbox mAP against the README\'s 8.70 / 4.90 / 6.70 / '
+    '5.80 / 6.50 (CWD and AKD swapped).')
+
+
 def markdown(results: Dict[str, RunResult], task: Dict[str, Any],
              meta: Dict) -> str:
     label = task.get('metric_label', task['metric'])
@@ -321,6 +333,8 @@ def markdown(results: Dict[str, RunResult], task: Dict[str, Any],
         f"Synthetic data: {data}. Machine: {meta['machine']}. One seed "
         f"({meta['seed']}); for a claim, use `tools/reproduce.py` over "
         'several seeds (docs/evidence.md).',
+        '',
+        CROSS_MACHINE,
         '',
         f'| run | {label} (val) | s / iter | length | total time (s) |',
         '|---|---|---|---|---|',
@@ -388,6 +402,8 @@ def run_task(name: str, quick: bool, work_dir: str, data: Optional[str],
     runs = task['runs']
     total = len(runs) + 1
     default_data = 'data/cifar-like' if name == 'mgkd' else 'data/shapes'
+    # tools/train.py runs in the repository: give it absolute paths
+    work_dir = osp.abspath(work_dir)
     data_root = data or (osp.join(work_dir, 'data') if quick else default_data)
     os.makedirs(work_dir, exist_ok=True)
     start = time.perf_counter()
@@ -423,7 +439,7 @@ def run_task(name: str, quick: bool, work_dir: str, data: Optional[str],
         mode=mode,
         seed=seed,
         data=task['data'],
-        data_root=relative_path(data_root.rstrip('/')) + '/',
+        data_root=portable_path(data_root.rstrip('/')) + '/',
         num_train=num_train,
         num_val=num_val,
         machine=machine_description(),
@@ -478,8 +494,9 @@ def _reproduce(config_a: str, config_b: str, names: Tuple[str, str],
         osp.join(REPO, 'tools', 'reproduce.py'), config_a, config_b, '--names',
         *names, '--seeds',
         str(seeds), '--first-seed',
-        str(ENSEMBLE['first_seed']), '--work-dir', work_dir, '--report-dir',
-        report_dir, '--reuse', '--note', note
+        str(ENSEMBLE['first_seed']), '--work-dir',
+        osp.abspath(work_dir), '--report-dir',
+        osp.abspath(report_dir), '--reuse', '--note', note
     ]
     for flag, options in (('--cfg-options', common), ('--options-a', option_a),
                           ('--options-b', option_b)):
@@ -487,6 +504,7 @@ def _reproduce(config_a: str, config_b: str, names: Tuple[str, str],
             command += [flag] + to_cli_options(options)
     proc = subprocess.Popen(
         command,
+        cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -499,7 +517,7 @@ def _reproduce(config_a: str, config_b: str, names: Tuple[str, str],
             print(f'  {line.strip()}', flush=True)
     if proc.wait() != 0:
         raise RuntimeError('tools/reproduce.py failed:\n' + '\n'.join(tail))
-    with open(osp.join(report_dir, 'reproduce.json')) as f:
+    with open(osp.join(osp.abspath(report_dir), 'reproduce.json')) as f:
         return json.load(f)
 
 
@@ -627,11 +645,12 @@ def ensemble_options(quick: bool, data_root: str,
                      seed: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """``--cfg-options`` of the study's student and teacher runs (no seed).
 
-    Full runs on the default data use the configs as they are (the commands
-    of docs/ensemble.md); quick runs or other data pass the data location
-    and the lengths of the detection task as options.
+    Full runs on the repository's ``data/shapes`` use the configs as they
+    are (the commands of docs/ensemble.md); quick runs or other data (e.g.
+    ``data/shapes`` of another folder the demo was started in) pass the
+    data location and the lengths of the detection task as options.
     """
-    if not quick and data_root == osp.abspath('data/shapes') + '/':
+    if not quick and data_root == osp.join(REPO, 'data', 'shapes') + '/':
         return {}, {}
     task = TASKS['det']
     size = task['quick' if quick else 'full']
@@ -654,6 +673,9 @@ def run_ensemble(name: str, quick: bool, work_dir: str, data: Optional[str],
     teacher_seeds = ENSEMBLE['teacher_seeds']
     total = len(teacher_seeds) + 4
     start = time.perf_counter()
+    # tools/train.py and tools/reproduce.py run in the repository: give
+    # them absolute paths
+    work_dir = osp.abspath(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     data_root = data or (osp.join(work_dir, 'data')
                          if quick else 'data/shapes')
@@ -706,7 +728,7 @@ def run_ensemble(name: str, quick: bool, work_dir: str, data: Optional[str],
         mode=mode,
         data=SHAPES_DESC.format(**size) + ' in COCO format, not COCO',
         machine=machine_description(),
-        reports=relative_path(osp.abspath(work_dir)) + '/cwd-vs-*/',
+        reports=portable_path(osp.abspath(work_dir)) + '/cwd-vs-*/',
         total_seconds=time.perf_counter() - start)
     report = ensemble_markdown(summary, meta)
     with open(osp.join(work_dir, 'ensemble.md'), 'w') as f:
@@ -734,6 +756,10 @@ def main() -> None:
         data = args.data
         if data is None and args.quick and args.task == 'all':
             data = osp.join(args.work_dir or osp.dirname(work_dir), 'data')
+        # relative to the folder the demo was started in (the runs
+        # themselves run in the repository)
+        work_dir = osp.abspath(work_dir)
+        data = osp.abspath(data) if data else data
         run = run_ensemble if name == 'ensemble' else run_task
         reports.append(run(name, args.quick, work_dir, data, args.seed))
     for report in reports:

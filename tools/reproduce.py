@@ -28,8 +28,9 @@ from mmengine.config import DictAction
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from mmakd.apis import paired_summary, relative_path, train  # noqa: E402
+from mmakd.apis import paired_summary, train  # noqa: E402
 from mmakd.apis.experiment import machine_description  # noqa: E402
+from mmakd.apis.experiment import portable_path, portable_text  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -116,17 +117,23 @@ def metric_scale(metric: str, scale: float = None) -> float:
 
 
 def keep_logs(work_dir: str, log_dir: str, name: str) -> None:
-    """Copy a run's training log and dumped config into ``log_dir``."""
-    import shutil
+    """Copy a run's training log and dumped config into ``log_dir``, with
+    the machine's paths made portable (``portable_text``: relative to the
+    repository, placeholders such as ``<tmp>`` outside it)."""
     from glob import glob
     os.makedirs(log_dir, exist_ok=True)
+    copies = []
     logs = sorted(glob(osp.join(work_dir, '*', '*.log')))
     if logs:
-        shutil.copyfile(logs[-1], osp.join(log_dir, f'{name}.log'))
+        copies.append((logs[-1], f'{name}.log'))
     configs = sorted(glob(osp.join(work_dir, '*.py')))
     if configs:
-        shutil.copyfile(configs[-1], osp.join(log_dir,
-                                              f'{name}-config.py.txt'))
+        copies.append((configs[-1], f'{name}-config.py.txt'))
+    for source, target in copies:
+        with open(source, encoding='utf-8', errors='replace') as f:
+            text = portable_text(f.read())
+        with open(osp.join(log_dir, target), 'w', encoding='utf-8') as f:
+            f.write(text)
 
 
 def main() -> None:
@@ -203,11 +210,11 @@ def main() -> None:
         lines.append('One seed: no test; use --seeds 3 or more.')
     machine = machine_description()
     config_a, config_b = (
-        relative_path(osp.abspath(c)) for c in (args.config_a, args.config_b))
+        portable_path(osp.abspath(c)) for c in (args.config_a, args.config_b))
     logs = (
-        f'`{relative_path(osp.abspath(report_dir))}/logs/`'
+        f'`{portable_path(osp.abspath(report_dir))}/logs/`'
         if args.report_dir else
-        f'`{relative_path(osp.abspath(args.work_dir))}/<name>_seed<seed>/`')
+        f'`{portable_path(osp.abspath(args.work_dir))}/<name>_seed<seed>/`')
     lines += [
         '', f'Configs: `{config_a}` (A), `{config_b}` (B); '
         f'common options: `{_options(args.cfg_options)}`; A only: '

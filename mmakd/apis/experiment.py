@@ -12,8 +12,12 @@ import math
 import os
 import os.path as osp
 import platform
+import re
+import site
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from glob import glob
@@ -22,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 __all__ = [
     'RunResult', 'to_cli_options', 'train', 'read_scalars', 'final_metrics',
     'find_checkpoint', 'paired_summary', 'portable_command', 'relative_path',
-    'finished_run', 'machine_description'
+    'portable_path', 'portable_text', 'finished_run', 'machine_description'
 ]
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -68,7 +72,7 @@ class RunResult:
         interpreter, and paths inside the repository (config, work
         directory, checkpoint, those in ``--cfg-options``) are relative to
         it, so that results files hold commands any checkout can re-run;
-        paths outside it stay absolute.
+        paths outside it get a placeholder (:func:`portable_path`).
 
         Args:
             logs (bool): Keep ``train_log`` and ``val_log``. Defaults to
@@ -77,7 +81,7 @@ class RunResult:
         out = asdict(self)
         out['command'] = portable_command(self.command)
         for key in ('config', 'work_dir', 'checkpoint'):
-            out[key] = relative_path(out[key])
+            out[key] = portable_path(out[key])
         if not logs:
             out.pop('train_log')
             out.pop('val_log')
@@ -93,7 +97,9 @@ def machine_description() -> str:
 
 
 def relative_path(path: str) -> str:
-    """``path`` relative to the repository if it lies inside it."""
+    """``path`` relative to the repository if it lies inside it (a path this
+    machine can use; for what a committed file shows, see
+    :func:`portable_path`)."""
     if not path or not osp.isabs(path):
         return path
     rel = osp.relpath(path, REPO)
@@ -101,12 +107,86 @@ def relative_path(path: str) -> str:
                                                       os.sep) else rel
 
 
+def _machine_prefixes(roots: Sequence[str]) -> Dict[str, str]:
+    """This machine's folders and what results files show instead.
+
+    The repository (and ``roots``, other checkouts) becomes relative, the
+    interpreter ``python``, its packages ``<site-packages>``, its
+    installation ``<python>``, the temporary folder ``<tmp>`` and the home
+    folder ``<home>``.
+    """
+    prefixes: Dict[str, str] = {}
+    home = osp.expanduser('~')
+    for path, shown in ((home, '<home>'), (tempfile.gettempdir(), '<tmp>'),
+                        (osp.realpath(tempfile.gettempdir()), '<tmp>')):
+        if path and path != os.sep:
+            prefixes[path] = shown
+    for path in (sys.base_prefix, sys.base_exec_prefix, sys.prefix,
+                 sys.exec_prefix):
+        prefixes[path] = '<python>'
+    for path in [REPO, *roots]:
+        prefixes[path.rstrip(os.sep)] = ''
+    packages = list(site.getsitepackages()) + [
+        site.getusersitepackages(),
+        sysconfig.get_paths()['purelib'],
+        sysconfig.get_paths()['platlib']
+    ]
+    for path in packages:
+        prefixes[path] = '<site-packages>'
+    prefixes[sys.executable] = 'python'
+    return prefixes
+
+
+def portable_text(text: str, roots: Sequence[str] = ()) -> str:
+    """``text`` (a log, a dumped config) without this machine's paths.
+
+    Every path in the repository becomes relative to it, and the other
+    folders of this machine get placeholders (``<tmp>``, ``<home>``,
+    ``<site-packages>``, ``<python>``; the interpreter ``python``). Nothing
+    else changes: no number, no path of another machine (PyTorch's build
+    settings).
+
+    Args:
+        text (str): The text.
+        roots (Sequence[str]): Other checkouts of the repository whose paths
+            become relative too (e.g. the clone a result was made in).
+    """
+    prefixes = _machine_prefixes(roots)
+    names = sorted(prefixes, key=len, reverse=True)
+    pattern = re.compile(r'(?<![\w.~/<>-])(' +
+                         '|'.join(re.escape(n)
+                                  for n in names) + r')(/|(?![\w.-]))')
+
+    def shown(match: 're.Match') -> str:
+        new, slash = prefixes[match.group(1)], match.group(2)
+        if new:
+            return new + slash
+        return '' if slash else '.'
+
+    return pattern.sub(shown, text)
+
+
+def portable_path(path: str) -> str:
+    """``path`` as a committed results file shows it.
+
+    Relative to the repository if it lies inside it, else with a
+    placeholder for this machine's folder (:func:`portable_text`) or, for
+    any other absolute path, ``<outside>`` before it. Not for running: see
+    :func:`relative_path`.
+    """
+    if not path or not osp.isabs(path):
+        return path
+    out = portable_text(path)
+    return '<outside>' + out if osp.isabs(out) else out
+
+
 def portable_command(command: Sequence[str]) -> List[str]:
     """A command as it would be typed in the repository root.
 
     The interpreter becomes ``python``; every absolute path inside the
     repository, alone or as the value of a ``key=value`` option, becomes
-    relative to it.
+    relative to it, and one outside it gets a placeholder
+    (:func:`portable_path`).
 
     Args:
         command (Sequence[str]): E.g. ``[sys.executable, TRAIN, ...]``.
@@ -121,9 +201,9 @@ def portable_command(command: Sequence[str]) -> List[str]:
             continue
         key, sep, value = arg.partition('=')
         if sep and not osp.isabs(key):
-            out.append(key + sep + relative_path(value))
+            out.append(key + sep + portable_path(value))
         else:
-            out.append(relative_path(arg))
+            out.append(portable_path(arg))
     return out
 
 

@@ -86,13 +86,16 @@ def test_scalars_and_final_metrics(tmp_path):
 
 def test_results_hold_commands_relative_to_the_repository(tmp_path):
     """Item 7 of the evidence issue: no machine's venv or checkout path in
-    results files; paths outside the repository stay absolute."""
+    results files; paths outside the repository get a placeholder (issue
+    24, point 8: ``<tmp>`` for the temporary folder)."""
     import os.path as osp
     import sys
+    import tempfile
 
     from mmakd.apis import RunResult, portable_command, relative_path
     from mmakd.apis.experiment import REPO, TRAIN
     outside = str(tmp_path / 'w' / 'iter_8.pth')
+    shown = '<tmp>/' + osp.relpath(outside, tempfile.gettempdir())
     inside = osp.join(REPO, 'work_dirs', 'demo', 'teacher', 'iter_8.pth')
     config = osp.join(REPO, 'configs', 'akd', 'demo', 'x.py')
     command = [
@@ -105,7 +108,7 @@ def test_results_hold_commands_relative_to_the_repository(tmp_path):
         'python', 'tools/train.py', 'configs/akd/demo/x.py', '--work-dir',
         'work_dirs/demo/cwd', '--cfg-options',
         'model.teacher_ckpt=work_dirs/demo/teacher/iter_8.pth',
-        f'val_evaluator.ann_file={outside}', 'train_cfg.max_iters=8',
+        f'val_evaluator.ann_file={shown}', 'train_cfg.max_iters=8',
         'data_root=data/shapes/'
     ]
     # a sibling folder whose name starts like the repository's is outside
@@ -122,7 +125,69 @@ def test_results_hold_commands_relative_to_the_repository(tmp_path):
     assert out['command'][0] == 'python'
     assert out['config'] == 'configs/akd/demo/x.py'
     assert out['work_dir'] == 'work_dirs/demo/cwd'
-    assert out['checkpoint'] == outside
+    assert out['checkpoint'] == shown
     assert REPO not in json.dumps(out)
+    assert str(tmp_path) not in json.dumps(out)
     # the object itself keeps the command that was run
     assert result.command[0] == sys.executable
+
+
+def test_portable_text_rewrites_machine_paths(tmp_path):
+    """Issue 24, point 8: logs and dumped configs copied next to a report
+    name the repository's files relative to it, and what lay outside it by
+    a placeholder; nothing else in the text changes."""
+    import os.path as osp
+    import site
+    import tempfile
+
+    from mmakd.apis.experiment import REPO, portable_path, portable_text
+    tmp = tempfile.gettempdir()
+    sp = site.getsitepackages()[0]
+    text = (f"teacher = dict(cfg_path='{REPO}/configs/akd/demo/t.py')\n"
+            f"data_root = '{tmp_path}/data/shapes/'\n"
+            f'{sp}/mmengine/utils/package_utils.py:17: UserWarning: x\n'
+            f'Checkpoints will be saved to {REPO}/work_dirs/a.\n'
+            f'{REPO}-copy/b.pth stays apart; loss 0.1234 s/iter\n'
+            'CXX_COMPILER=/opt/rh/gcc-toolset-13/root/usr/bin/c++\n')
+    rel = osp.relpath(str(tmp_path), tmp)
+    assert portable_text(text) == (
+        "teacher = dict(cfg_path='configs/akd/demo/t.py')\n"
+        f"data_root = '<tmp>/{rel}/data/shapes/'\n"
+        '<site-packages>/mmengine/utils/package_utils.py:17: UserWarning: x\n'
+        'Checkpoints will be saved to work_dirs/a.\n'
+        f'{REPO}-copy/b.pth stays apart; loss 0.1234 s/iter\n'
+        'CXX_COMPILER=/opt/rh/gcc-toolset-13/root/usr/bin/c++\n')
+    # another checkout (a clone that made the results) counts as the
+    # repository too
+    assert portable_text(
+        "'/tmp/democlone/data/x'", roots=['/tmp/democlone']) == "'data/x'"
+    assert portable_path(REPO) == '.'
+    assert portable_path(osp.join(REPO, 'a', 'b.py')) == 'a/b.py'
+    assert portable_path('/srv/data/x.json') == '<outside>/srv/data/x.json'
+    assert portable_path('configs/x.py') == 'configs/x.py'
+
+
+def test_reproduce_keeps_portable_logs_and_configs(tmp_path):
+    """``tools/reproduce.py --report-dir`` copies each run's log and dumped
+    config without the machine's paths."""
+    import os.path as osp
+
+    from mmakd.apis.experiment import REPO
+    from helpers import load_tool
+    tool = load_tool('tools/reproduce.py', 'mmakd_tools_reproduce')
+    work = tmp_path / 'work' / 'cwd_seed0'
+    (work / '20260101_000000').mkdir(parents=True)
+    (work / 'cwd.py').write_text(f"_base_ = ['{REPO}/configs/akd/demo/s.py']\n"
+                                 f"data_root = '{tmp_path}/data/'\n")
+    (work / '20260101_000000' / '20260101_000000.log'
+     ).write_text(f'Checkpoints will be saved to {work}.\nloss: 0.5\n')
+    tool.keep_logs(str(work), str(tmp_path / 'report' / 'logs'), 'cwd_seed0')
+    config = (tmp_path / 'report' / 'logs' /
+              'cwd_seed0-config.py.txt').read_text()
+    log = (tmp_path / 'report' / 'logs' / 'cwd_seed0.log').read_text()
+    for text in (config, log):
+        assert REPO not in text and str(tmp_path) not in text
+    assert "_base_ = ['configs/akd/demo/s.py']" in config
+    assert "data_root = '<tmp>/" in config and osp.basename(
+        str(tmp_path)) in config
+    assert log.endswith('cwd_seed0.\nloss: 0.5\n')

@@ -164,3 +164,42 @@ def test_run_options_keep_each_runs_length(tmp_path):
             quick_teacher['train_cfg.max_iters']) == (20, 30)
     assert 'randomness.seed' not in student and 'randomness.seed' not in \
         teacher
+
+
+def test_ensemble_outside_the_repository_trains_on_its_own_data(
+        tmp_path, monkeypatch):
+    """Issue 24, point 8: ``tools/demo.py --task ensemble`` started in
+    another folder generated ``./data/shapes`` there but trained on the
+    configs' ``data/shapes/``, which ``tools/train.py`` (run in the
+    repository) resolved to ``REPO/data/shapes``. Every run must get the
+    data it generated, and the work directory it was given."""
+    tool = load_tool('tools/demo.py', 'mmakd_tools_demo')
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def generate(task, size, root, seed):
+        calls.append(('generate', osp.abspath(root)))
+        return 1, 1
+
+    def train(name, config, work_dir, options=None, **kwargs):
+        calls.append(('train', work_dir, dict(options or {})))
+        raise Stop
+
+    monkeypatch.setattr(tool, 'generate', generate)
+    monkeypatch.setattr(tool, 'train', train)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, 'argv',
+                        ['demo.py', '--task', 'ensemble', '--work-dir', 'ens'])
+    with pytest.raises(Stop):
+        tool.main()
+    (_, generated), (_, work_dir, options) = calls
+    assert generated == str(tmp_path / 'data' / 'shapes')
+    assert osp.isabs(work_dir) and work_dir.startswith(str(tmp_path / 'ens'))
+    for split in ('train', 'val', 'test'):
+        assert options[f'{split}_dataloader.dataset.data_root'] == \
+            generated + '/'
+    assert options['val_evaluator.ann_file'].startswith(generated + '/')
+    # the lengths of the configs themselves (the full run)
+    assert options['train_cfg.max_iters'] == 2000

@@ -1,14 +1,21 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-"""Evaluate a checkpoint with the test settings of a config."""
+"""Evaluate a checkpoint with the test settings of a config.
+
+A whole distillation checkpoint holds the teachers' weights: the teacher
+files (``model.teacher_ckpt`` / ``model.teacher_ckpts``) are then not read,
+and the log says so.
+"""
 import argparse
 import os
 import os.path as osp
 
 from mmengine.config import DictAction
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mmakd  # noqa: F401  (PyTorch compatibility, registers mmakd)
 from mmakd.utils import load_config, prepare_distributed
+from mmakd.utils.checkpoint import use_teachers_from_checkpoint
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,6 +53,7 @@ def main() -> None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(cfg.filename))[0])
     cfg.load_from = args.checkpoint
+    notes = use_teachers_from_checkpoint(cfg, args.checkpoint, 'checkpoint')
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError('--out must end with .pkl or .pickle')
@@ -54,6 +62,8 @@ def main() -> None:
         cfg.test_evaluator = (list(evaluator) if isinstance(
             evaluator, (list, tuple)) else [evaluator]) + [dump]
     runner = Runner.from_cfg(cfg)
+    for note in notes:  # in the run's log file too
+        print_log(note, logger='current')
     runner.test()
 
 

@@ -46,6 +46,10 @@ def test_visualize_avatars(akd_run, tmp_path):
         image, '--out', out
     ])
     assert result.returncode == 0, result.stderr[-3000:]
+    # the config's teacher file is not needed: the checkpoint holds it
+    assert ("model.teacher_ckpt='work_dirs/akd_demo/seg/teacher/"
+            f"iter_1600.pth' not read: the checkpoint {akd_run['ckpt']} "
+            "provides the teacher's weights") in result.stdout
     weights = re.search(r'weights \[(.*)\]', result.stdout).group(1)
     weights = [float(w) for w in weights.split(',')]
     # the demo's four strengths, one Avatar each, weighted by their drift

@@ -7,7 +7,9 @@ they differ from it, and the uncertainty weight of each Avatar.
         [--channel C] [--seed 0] [--cfg-options ...]
 
 CONFIG is an AKD config (``AvatarDistiller``), CKPT a checkpoint of it (or
-any checkpoint holding its teacher's weights under ``teacher.``). The image
+any checkpoint holding its teacher's weights under ``teacher.``; the
+teacher file ``model.teacher_ckpt`` is then not read, else it provides the
+teacher). The image
 goes through the config's test pipeline and the teacher forward that the
 algorithm runs; the Avatars come from the distiller's own perturbation.
 """
@@ -26,6 +28,7 @@ from mmakd.models import AvatarDistiller
 from mmakd.models.utils import avatar_uncertainty, avatar_weights
 from mmakd.registry import MODELS
 from mmakd.utils import load_config
+from mmakd.utils.checkpoint import use_teachers_from_checkpoint
 
 
 def parse_args() -> argparse.Namespace:
@@ -128,7 +131,9 @@ def draw(image: np.ndarray, teacher: torch.Tensor, avatars: torch.Tensor,
 def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
-    cfg.model.teacher_ckpt = None  # the checkpoint below holds the teacher
+    # the teacher file is not read when the checkpoint holds the teacher
+    for note in use_teachers_from_checkpoint(cfg, args.checkpoint, 'CKPT'):
+        print(note)
     init_default_scope(cfg.get('default_scope', 'mmrazor'))
     model = MODELS.build(cfg.model)
     if not isinstance(model.distiller, AvatarDistiller):

@@ -24,9 +24,12 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
+from .offline_weights import offline_hint, offline_model_config
+
 __all__ = [
     'analyze_distill', 'WARNING_KINDS', 'format_report', 'markdown_report',
-    'plot_grad_shares', 'SHARE_MAX', 'SHARE_MIN', 'SCALE_RATIO'
+    'plot_grad_shares', 'SHARE_MAX', 'SHARE_MIN', 'SCALE_RATIO',
+    'offline_model_config'
 ]
 
 #: A distillation loss with more of the student's gradient than this
@@ -152,22 +155,35 @@ def _fmt_shape(shape: Any) -> str:
 # ---------------------------------------------------------------------------
 # building
 # ---------------------------------------------------------------------------
-def _build(cfg: Config, checkpoint: Optional[str],
-           init_weights: bool) -> Tuple[nn.Module, bool, List[str]]:
+def _teacher_ckpt_key(cfg: Config) -> str:
+    """The key that gives the teacher its checkpoint: ``model.teacher_ckpt``,
+    or ``model.teacher_ckpts[i]`` for ``MultiTeacherDistill``."""
+    if cfg.model.get('teachers') is not None or \
+            cfg.model.get('type') == 'MultiTeacherDistill':
+        return 'model.teacher_ckpts[i]'
+    return 'model.teacher_ckpt'
+
+
+def _build(cfg: Config,
+           checkpoint: Optional[str],
+           init_weights: bool,
+           offline: bool = False) -> Tuple[nn.Module, bool, List[str]]:
     """The algorithm with its weights, whether the teacher's came from a
     checkpoint, and the teacher tensors that checkpoint lacked."""
     from mmakd.registry import MODELS
     init_default_scope(cfg.get('default_scope', 'mmrazor'))
+    ckpt_key = _teacher_ckpt_key(cfg)
     try:
         model = MODELS.build(copy.deepcopy(cfg.model))
     except Exception as err:  # noqa: B902 - any model may refuse
+        hint = '' if offline else offline_hint(cfg)
         raise RuntimeError(
             f'building cfg.model ({cfg.model.get("type")}) failed: '
             f'{type(err).__name__}: {str(err).rstrip(".")}. If the teacher '
             'checkpoint cannot be read or downloaded here, pass '
-            '--cfg-options model.teacher_ckpt=LOCAL_FILE (or '
-            'model.teacher_ckpt=None: the report then warns that the '
-            'teacher is untrained).') from err
+            f'--cfg-options {ckpt_key}=LOCAL_FILE (or {ckpt_key}=None: the '
+            'report then warns that the teacher is untrained).' +
+            hint) from err
     if getattr(model, 'distiller', None) is None or not hasattr(
             model.distiller, 'loss_forward_mappings'):
         raise TypeError(
@@ -183,11 +199,13 @@ def _build(cfg: Config, checkpoint: Optional[str],
             with _quiet():  # MMEngine logs every parameter's initialiser
                 model.init_weights()
         except Exception as err:  # noqa: B902 - e.g. a download
+            hint = '' if offline else offline_hint(cfg, only_init=True)
             raise RuntimeError(
                 f'model.init_weights() failed ({type(err).__name__}: {err}); '
-                'a pretrained init_cfg could not be loaded. Run where it can '
-                'be downloaded, or pass --no-init-weights to analyse the '
-                'weights as built.') from err
+                'a pretrained init_cfg could not be loaded.' +
+                (hint or ' Run where it can be downloaded, or pass '
+                 '--offline to leave downloaded weights to the modules\' '
+                 'own initialisers.')) from err
     teacher_ckpt = cfg.model.get('teacher_ckpt')
     teacher_ckpts = cfg.model.get('teacher_ckpts')  # MultiTeacherDistill
     teacher_loaded = bool(
@@ -198,13 +216,23 @@ def _build(cfg: Config, checkpoint: Optional[str],
     strict = type(model).__name__ in (
         'FlexibleTeacherDistill', 'MultiTeacherDistill') and \
         cfg.model.get('teacher_ckpt_strict', True)
-    if teacher_ckpt and not strict and not getattr(
-            model, 'fused_teacher_convs', None):
-        missing = _missing_teacher_keys(model.teacher, teacher_ckpt)
+    if not strict and not getattr(model, 'fused_teacher_convs', None):
+        if teacher_ckpts:
+            for i, (teacher, path) in enumerate(
+                    zip(
+                        getattr(model, 'teachers', [model.teacher]),
+                        teacher_ckpts)):
+                if path:
+                    missing += [
+                        f'model.teachers[{i}].{k}'
+                        for k in _missing_teacher_keys(teacher, path)
+                    ]
+        elif teacher_ckpt:
+            missing = _missing_teacher_keys(model.teacher, teacher_ckpt)
     teacher_spec = cfg.model.get('teacher')
     if isinstance(teacher_spec, dict) and teacher_spec.get('pretrained'):
         teacher_loaded = True  # from the model's metafile (MMRazor)
-    if checkpoint and _load_algorithm_checkpoint(model, checkpoint):
+    if checkpoint and _load_algorithm_checkpoint(model, checkpoint, ckpt_key):
         teacher_loaded, missing = True, []
     return model, teacher_loaded, missing
 
@@ -235,7 +263,9 @@ def _missing_teacher_keys(teacher: nn.Module, path: str) -> List[str]:
     ]
 
 
-def _load_algorithm_checkpoint(model: nn.Module, path: str) -> bool:
+def _load_algorithm_checkpoint(model: nn.Module,
+                               path: str,
+                               ckpt_key: str = 'model.teacher_ckpt') -> bool:
     """Load a checkpoint of the whole algorithm (what training writes);
     return whether it held teacher weights."""
     from mmengine.runner.checkpoint import _load_checkpoint
@@ -247,7 +277,7 @@ def _load_algorithm_checkpoint(model: nn.Module, path: str) -> bool:
             f'--checkpoint {path}: no key starts with "architecture." or '
             f'"teacher." (top-level keys: {roots[:8]}); it is not a '
             'checkpoint of a distillation algorithm. For a teacher '
-            'checkpoint use --cfg-options model.teacher_ckpt=' + path)
+            f'checkpoint use --cfg-options {ckpt_key}=' + path)
     missing = [
         k for k in model.load_state_dict(state, strict=False).missing_keys
         if k.startswith('architecture.')
@@ -339,10 +369,14 @@ def _dataloader_batches(cfg: Config, batch_size: Optional[int],
 class _TeacherWatch:
     """Which teacher dropout layers run in training mode before (hence
     possibly into) a recorded tensor, and which BatchNorm statistics
-    change."""
+    change, in every teacher (``model.teachers`` of ``MultiTeacherDistill``,
+    whose layers are named ``teachers[i].<module>``)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.teacher = model.teacher
+        several = getattr(model, 'teachers', None)
+        self.teachers: List[Tuple[str, nn.Module]] = [
+            (f'teachers[{i}].', t) for i, t in enumerate(several)
+        ] if several else [('', model.teacher)]
         self.active: set = set()  # active dropout layers that ran
         self.pending: set = set()  # ... in this step, so far
         self.perturbing: set = set()  # ... before a recorded module
@@ -352,17 +386,20 @@ class _TeacherWatch:
             getattr(r, 'source', None)
             for r in manager.recorders.values()
         }
-        modules = dict(self.teacher.named_modules())
-        self.module_recorders = all(s in modules for s in sources)
-        for name, module in modules.items():
-            drop = getattr(module, 'p', None) if isinstance(
-                module, _DropoutNd) else getattr(module, 'drop_prob', None)
-            if isinstance(drop, (int, float)) and drop > 0:
-                self.handles.append(
-                    module.register_forward_hook(self._dropout_hook(name)))
-            if name in sources:
-                self.handles.append(
-                    module.register_forward_hook(self._record_hook))
+        self.module_recorders = True
+        for prefix, teacher in self.teachers:
+            modules = dict(teacher.named_modules())
+            self.module_recorders &= all(s in modules for s in sources)
+            for name, module in modules.items():
+                drop = getattr(module, 'p', None) if isinstance(
+                    module, _DropoutNd) else getattr(module, 'drop_prob', None)
+                if isinstance(drop, (int, float)) and drop > 0:
+                    self.handles.append(
+                        module.register_forward_hook(
+                            self._dropout_hook(prefix + name)))
+                if name in sources:
+                    self.handles.append(
+                        module.register_forward_hook(self._record_hook))
         self.bn_before = self._bn_state()
 
     def new_step(self) -> None:
@@ -382,10 +419,11 @@ class _TeacherWatch:
 
     def _bn_state(self) -> Dict[str, Tensor]:
         state = {}
-        for name, module in self.teacher.named_modules():
+        for prefix, name, module in ((p, n, m) for p, t in self.teachers
+                                     for n, m in t.named_modules()):
             if isinstance(module, _BatchNorm) and module.track_running_stats \
                     and module.running_mean is not None:
-                state[name] = torch.cat(
+                state[prefix + name] = torch.cat(
                     [module.running_mean,
                      module.running_var]).detach().clone()
         return state
@@ -470,17 +508,17 @@ def _teacher_forward(model: nn.Module) -> str:
 # ---------------------------------------------------------------------------
 # the analysis
 # ---------------------------------------------------------------------------
-def analyze_distill(
-        cfg: Config,
-        checkpoint: Optional[str] = None,
-        fake_data: bool = False,
-        size: Optional[Tuple[int, int]] = None,
-        batch_size: Optional[int] = None,
-        iters: int = 3,
-        device: str = 'cpu',
-        init_weights: bool = True,
-        seed: int = 0,
-        progress: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+def analyze_distill(cfg: Config,
+                    checkpoint: Optional[str] = None,
+                    fake_data: bool = False,
+                    size: Optional[Tuple[int, int]] = None,
+                    batch_size: Optional[int] = None,
+                    iters: int = 3,
+                    device: str = 'cpu',
+                    init_weights: bool = True,
+                    seed: int = 0,
+                    progress: Optional[Callable[[str], None]] = None,
+                    offline: bool = False) -> Dict[str, Any]:
     """Run ``iters`` training steps of a distillation config at learning
     rate 0 and diagnose every distillation loss.
 
@@ -511,21 +549,39 @@ def analyze_distill(
         seed (int): Seed of the global generators (Python, NumPy, torch).
             Defaults to 0.
         progress (callable, optional): Called with a line of progress.
+        offline (bool): Download nothing (``--offline``): every weight that
+            would be downloaded, or whose local file is missing (teacher
+            checkpoints, ``pretrained``, ``Pretrained`` init_cfgs anywhere in
+            the model tree), is left to the modules' own initialisers, which
+            all still run; see :func:`offline_model_config`. The report
+            lists them under ``random_weights``. Defaults to False.
 
     Returns:
         dict: ``losses.<name>.{type, value, values, grad_norm, grad_share,
         student, teacher, cosine, akd}``, ``task_losses.<name>.{value,
         values, grad_norm, grad_share}``, ``teacher`` (checkpoint,
         forward mode, changing BatchNorms, active dropout), ``warnings``
-        (``[{loss, kind, message}]``) and the run's settings.
+        (``[{loss, kind, message}]``), ``random_weights`` (with
+        ``offline``: ``[{key, was, file, module}]``) and the run's settings.
     """
     say = progress or (lambda line: None)
     if iters < 1:
         raise ValueError(f'iters must be >= 1, got {iters}')
     set_random_seed(seed)  # torch, numpy (data pipelines) and random
     cfg = copy.deepcopy(cfg)
+    random_weights: List[Dict[str, Any]] = []
+    if offline:
+        if checkpoint and '://' in checkpoint:
+            raise ValueError(
+                f'--checkpoint {checkpoint} is a URL, and --offline downloads '
+                'nothing: download it elsewhere and pass the local file.')
+        cfg, random_weights = offline_model_config(cfg)
+        say(f'offline: {len(random_weights)} downloaded or missing weight(s) '
+            "left to the modules' initialisers")
     say(f'building {cfg.model.get("type")} ...')
-    model, teacher_loaded, missing = _build(cfg, checkpoint, init_weights)
+    model, teacher_loaded, missing = _build(cfg, checkpoint, init_weights,
+                                            offline)
+    _check_modules(model, random_weights)
     if fake_data:
         size = tuple(size) if size else default_fake_size(cfg, model)
         batch_size = batch_size or 2
@@ -583,12 +639,15 @@ def analyze_distill(
         checkpoint_loaded=teacher_loaded,
         checkpoint_missing=len(missing),
         checkpoint_missing_keys=missing[:20],
+        checkpoint_unset=_unset_teacher_ckpts(cfg),
         forward=_teacher_forward(model),
         eval=bool(getattr(model, 'teacher_eval', False)),
         trainable=bool(getattr(model, 'teacher_trainable', False)),
         bn_changed=bn_changed,
         active_dropout=dropout)
     report.update(
+        offline=offline,
+        random_weights=random_weights,
         config=cfg.filename,
         algorithm=type(model).__name__,
         distiller=type(distiller).__name__,
@@ -601,6 +660,27 @@ def analyze_distill(
         seed=seed)
     report['warnings'] = diagnose(report, model)
     return report
+
+
+def _unset_teacher_ckpts(cfg: Config) -> List[str]:
+    """The ``model.teacher_ckpts[i]`` of a ``MultiTeacherDistill`` that are
+    not set (empty for other algorithms)."""
+    teachers = cfg.model.get('teachers')
+    if not isinstance(teachers, (list, tuple)):
+        return []
+    paths = cfg.model.get('teacher_ckpts') or [None] * len(teachers)
+    return [f'model.teacher_ckpts[{i}]' for i, p in enumerate(paths) if not p]
+
+
+def _check_modules(model: nn.Module, replaced: List[Dict[str, Any]]) -> None:
+    """Name, for each replaced weight, the nearest module the algorithm
+    really has (a config key may name a module only its builder knows)."""
+    names = {name for name, _ in model.named_modules()}
+    for entry in replaced:
+        module = entry['module']
+        while module and module not in names:
+            module = module.rpartition('.')[0]
+        entry['module'] = module or None
 
 
 def _set_shares(record: Dict[str, Any]) -> None:
@@ -859,28 +939,46 @@ def diagnose(report: Dict[str, Any],
                         f'connector in {mapping}.{untrained}'))
     teacher = report['teacher']
     algorithm = report.get('algorithm', '')
-    eval_hint = ('model.teacher_eval=True'
-                 if algorithm == 'FlexibleTeacherDistill' else
+    eval_hint = ('model.teacher_eval=True' if algorithm
+                 in ('FlexibleTeacherDistill', 'MultiTeacherDistill') else
                  "model.type='FlexibleTeacherDistill' (mmakd) with "
                  'model.teacher_eval=True')
+    multi = algorithm == 'MultiTeacherDistill'
+    ckpt_key = 'model.teacher_ckpts[i]' if multi else 'model.teacher_ckpt'
+    offline = [
+        r['key'] for r in report.get('random_weights') or []
+        if (r.get('module') or '').startswith(('teacher', 'other_teachers'))
+    ]
+    offline_note = (f' --offline left out {", ".join(offline)}: the '
+                    'teacher\'s weights are random, so its records and the '
+                    'losses describe an untrained teacher.' if offline else '')
     if not teacher['checkpoint_loaded']:
+        unset = teacher.get('checkpoint_unset') or []
+        if multi and unset:
+            message = (
+                f'No checkpoint was loaded for {len(unset)} of the teachers '
+                f'({", ".join(unset)} not set, nor --checkpoint): they have '
+                'random or only ImageNet-initialised weights and have '
+                f'nothing to teach; set {", ".join(unset)}.')
+        else:
+            message = (
+                f'No teacher checkpoint was loaded ({ckpt_key} is not set, '
+                'nor model.teacher.pretrained, nor --checkpoint): the '
+                'teacher has random or only ImageNet-initialised weights '
+                f'and has nothing to teach; set {ckpt_key}.')
         warnings.append(
-            _warn(
-                None, 'teacher_no_checkpoint',
-                'No teacher checkpoint was loaded (model.teacher_ckpt is not '
-                'set, nor model.teacher.pretrained, nor --checkpoint): the '
-                'teacher has random or only ImageNet-initialised weights and '
-                'has nothing to teach; set model.teacher_ckpt.'))
+            _warn(None, 'teacher_no_checkpoint', message + offline_note))
     elif teacher.get('checkpoint_missing'):
         example = teacher['checkpoint_missing_keys'][0]
         warnings.append(
             _warn(
                 None, 'teacher_no_checkpoint',
-                f'model.teacher_ckpt lacks {teacher["checkpoint_missing"]} of '
+                f'{ckpt_key} lacks {teacher["checkpoint_missing"]} of '
                 f'the teacher\'s tensors (e.g. {example}), or holds them with '
                 'other shapes: they were left as initialised (MMRazor loads '
                 'teacher checkpoints non-strictly); check that '
-                'model.teacher_ckpt belongs to model.teacher.'))
+                f'{ckpt_key} belongs to '
+                f'{"model.teachers[i]" if multi else "model.teacher"}.'))
     if teacher['bn_changed'] and not teacher['trainable']:
         changed = teacher['bn_changed']
         warnings.append(
@@ -943,6 +1041,29 @@ def _akd_cells(report: Dict[str, Any]) -> List[Tuple[str, str, str, str]]:
     ]
 
 
+def _random_txt(entry: Dict[str, Any]) -> Tuple[str, str, str]:
+    """(config key, what it would have loaded, random module)."""
+    key = entry['key'] + (f' (in {entry["file"]})' if entry['file'] else '')
+    return key, entry['was'], entry['module'] or '-'
+
+
+def _random_lines(report: Dict[str, Any]) -> List[str]:
+    """The console's list of the weights ``--offline`` left random."""
+    if not report.get('offline'):
+        return []
+    replaced = report.get('random_weights') or []
+    if not replaced:
+        return ['--offline: nothing to download, no weight left out', '']
+    lines = [
+        f'--offline: {len(replaced)} downloaded (or missing) weight(s) left '
+        "out; these modules have their initialisers' random weights:"
+    ]
+    for entry in replaced:
+        key, was, module = _random_txt(entry)
+        lines.append(f'  {module}: {key} = {was}')
+    return lines + ['']
+
+
 def format_report(report: Dict[str, Any]) -> str:
     """The console table: one row per loss, then Avatars and warnings."""
     lines = [
@@ -969,6 +1090,7 @@ def format_report(report: Dict[str, Any]) -> str:
                      f'wmax/wmin {spread} (teacher column: Avatar 1 as the '
                      'loss sees it)')
     lines.append('')
+    lines += _random_lines(report)
     if report['warnings']:
         lines.append(f'{len(report["warnings"])} warning(s):')
         for w in report['warnings']:
@@ -1019,6 +1141,21 @@ def markdown_report(report: Dict[str, Any],
         ]
     if image:
         lines += ['', f'![gradient shares]({image})']
+    if report.get('offline'):
+        lines += ['', '## Random weights (--offline)', '']
+        if report.get('random_weights'):
+            lines += [
+                'Downloaded (or missing) weights left out, each module '
+                'keeping its own initialisers\' random weights:', '',
+                '| module | config key | would have loaded |', '|---|---|---|'
+            ]
+            lines += [
+                f'| {e["module"] or "-"} | `{e["key"]}`' +
+                (f' (in {e["file"]})' if e['file'] else '') +
+                f' | {e["was"]} |' for e in report['random_weights']
+            ]
+        else:
+            lines.append('Nothing to download: no weight left out.')
     lines += ['', '## Warnings', '']
     if report['warnings']:
         lines += [

@@ -12,9 +12,9 @@ import torch
 from mmakd.apis.distill_doctor import (SHARE_MAX, SHARE_MIN, WARNING_KINDS,
                                        analyze_distill, cosine_similarity,
                                        default_fake_size, diagnose,
-                                       tensor_stats)
+                                       offline_model_config, tensor_stats)
 from mmakd.utils import load_config
-from helpers import (DEMO_AKD, DEMO_CWD, MMRAZOR_DISTILL_CONFIGS,
+from helpers import (DEMO_AKD, DEMO_CWD, DEMO_TEACHER, MMRAZOR_DISTILL_CONFIGS,
                      MMRAZOR_UPSTREAM_FIXES, REPO, random_teacher_checkpoint)
 
 CWD_RETINA = 'mmrazor::distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_1x_coco.py'  # noqa: E501
@@ -524,16 +524,21 @@ def retina_teacher(tmp_path_factory):
     return path
 
 
-def test_mmrazor_cwd_retinanet(retina_teacher, torch_home, monkeypatch):
+def test_mmrazor_cwd_retinanet(retina_teacher, empty_torch_home):
     """Healthy at 256x256; at 128x128 P7 is 1x1 and its CWD loss is zero
-    (a softmax over one position), which only that level reports."""
-    monkeypatch.setenv('TORCH_HOME', torch_home)  # ImageNet backbones
+    (a softmax over one position), which only that level reports. Offline
+    with an empty download cache: the student's ImageNet backbone is left
+    out (and listed), the local teacher checkpoint loads."""
     options = {
         'model.teacher.pretrained': False,
         'model.teacher_ckpt': retina_teacher
     }
-    report = run(CWD_RETINA, options, size=(256, 256))
+    report = run(CWD_RETINA, options, size=(256, 256), offline=True)
     assert kinds(report) == []
+    assert [(r['key'], r['module']) for r in report['random_weights']] == [
+        ('model.architecture.backbone.init_cfg', 'architecture.backbone')
+    ]
+    assert report['teacher']['checkpoint_loaded']
     assert report['algorithm'] == 'FpnTeacherDistill'
     assert report['teacher']['forward'] == 'feat'
     assert sorted(report['losses']) == [f'loss_cwd_fpn{i}' for i in range(5)]
@@ -545,7 +550,7 @@ def test_mmrazor_cwd_retinanet(retina_teacher, torch_home, monkeypatch):
         2, 256, 2, 2
     ]
 
-    report = run(CWD_RETINA, options, size=(128, 128))
+    report = run(CWD_RETINA, options, size=(128, 128), offline=True)
     (warning, ) = report['warnings']
     assert warning['kind'] == 'zero_loss'
     assert warning['loss'] == 'loss_cwd_fpn4'
@@ -639,3 +644,290 @@ def test_teacher_ensemble_checkpoints_count_as_loaded(tmp_path):
     assert 'teacher_no_checkpoint' not in kinds(report)
     report = run(config, {'model.teacher_ckpts': [path] * 3 + [None]}, iters=1)
     assert 'teacher_no_checkpoint' in kinds(report)
+
+
+def test_ensemble_warnings_name_teacher_ckpts_and_every_teacher(
+        teacher_ckpt, tmp_path):
+    """MultiTeacherDistill refuses model.teacher_ckpt: the doctor names
+    model.teacher_ckpts[i]; and it watches every teacher, not only the
+    first: dropout active in the second teacher alone is reported, as are
+    its BatchNorms, with the key MultiTeacherDistill takes
+    (model.teacher_eval)."""
+    config = write_config(
+        tmp_path, 'two_teachers.py', f"""
+model = dict(
+    type='MultiTeacherDistill',
+    teacher=None,
+    teacher_ckpt=None,
+    teacher_norm_eval=False,
+    teachers=[
+        dict(cfg_path='{osp.join(REPO, DEMO_TEACHER)}',
+             cfg_options={{'model.decode_head.dropout_ratio': 0.0}}),
+        dict(cfg_path='{osp.join(REPO, DEMO_TEACHER)}')],
+    teacher_ckpts=['{teacher_ckpt}', None])
+""")
+    report = run(config, NO_STUDENT_DROPOUT)
+    assert report['algorithm'] == 'MultiTeacherDistill'
+    by_kind = {w['kind']: w['message'] for w in report['warnings']}
+    message = by_kind['teacher_no_checkpoint']
+    assert 'model.teacher_ckpts[1]' in message
+    assert 'model.teacher_ckpt ' not in message
+    assert 'set model.teacher_ckpt.' not in message
+    assert report['teacher']['checkpoint_unset'] == ['model.teacher_ckpts[1]']
+    # the first teacher has no dropout: only the second's is reported
+    assert report['teacher']['active_dropout'] == [
+        'teachers[1].decode_head.dropout'
+    ]
+    assert 'teachers[1].decode_head.dropout' in by_kind[
+        'teacher_dropout_active']
+    changed = report['teacher']['bn_changed']
+    assert any(n.startswith('teachers[0].') for n in changed)
+    assert any(n.startswith('teachers[1].') for n in changed)
+    for kind in ('teacher_dropout_active', 'teacher_bn_updating'):
+        assert 'model.teacher_eval=True' in by_kind[kind]
+        assert "model.type='FlexibleTeacherDistill'" not in by_kind[kind]
+    # a bad --checkpoint names the key this algorithm takes
+    bogus = str(tmp_path / 'bogus.pth')
+    torch.save(dict(state_dict={'backbone.x': torch.zeros(1)}), bogus)
+    with pytest.raises(KeyError, match=r'model\.teacher_ckpts\[i\]='):
+        run(config, NO_STUDENT_DROPOUT, checkpoint=bogus)
+
+
+# ---------------------------------------------------------------------------
+# --offline: MMRazor's configs with an empty download cache, no network
+# ---------------------------------------------------------------------------
+def test_offline_model_config_leaves_out_downloads_only(tmp_path):
+    """Every downloaded or missing weight goes, in nested init_cfg lists
+    too; the other initialisers and local files stay; a teacher loaded
+    from a local file is left as it is (it is never initialised)."""
+    from mmengine.config import Config
+    local = str(tmp_path / 'here.pth')
+    torch.save({}, local)
+    kaiming = dict(type='Kaiming', layer='Conv2d')
+    prior = dict(
+        type='Normal',
+        layer='Conv2d',
+        std=0.01,
+        override=dict(type='Normal', name='cls', std=0.01, bias_prob=0.01))
+    cfg = Config(
+        dict(
+            model=dict(
+                type='FpnTeacherDistill',
+                teacher_ckpt='https://example.org/teacher.pth',
+                teacher=dict(
+                    type='RetinaNet',
+                    backbone=dict(
+                        type='ResNet',
+                        init_cfg=[
+                            dict(
+                                type='Pretrained',
+                                checkpoint='torchvision://resnet101'), kaiming
+                        ]),
+                    bbox_head=dict(type='RetinaHead', init_cfg=prior)),
+                architecture=dict(
+                    type='EncoderDecoder',
+                    pretrained='open-mmlab://resnet18_v1c',
+                    backbone=dict(
+                        type='ResNetV1c',
+                        init_cfg=dict(type='Pretrained', checkpoint=local)),
+                    decode_head=dict(
+                        init_cfg=dict(
+                            type='Pretrained',
+                            checkpoint=str(tmp_path / 'gone.pth')))),
+                distiller=dict(
+                    connectors=dict(
+                        c=dict(type='X', checkpoint='s3://bucket/c.pth'))))))
+    out, replaced = offline_model_config(cfg)
+    m = out.model
+    assert m.teacher_ckpt is None
+    assert m.teacher.backbone.init_cfg == [kaiming]
+    assert m.teacher.bbox_head.init_cfg == prior
+    assert m.architecture.pretrained is None
+    assert m.architecture.backbone.init_cfg.checkpoint == local
+    # no init_cfg left: the module's default one applies
+    assert 'init_cfg' not in m.architecture.decode_head
+    assert m.distiller.connectors.c.checkpoint is None
+    assert cfg.model.teacher_ckpt == 'https://example.org/teacher.pth'
+    assert {
+        r['key']: r['module']
+        for r in replaced
+    } == {
+        'model.teacher_ckpt': 'teacher',
+        'model.teacher.backbone.init_cfg[0]': 'teacher.backbone',
+        'model.architecture.pretrained': 'architecture.backbone',
+        'model.architecture.decode_head.init_cfg': 'architecture.decode_head',
+        'model.distiller.connectors.c.checkpoint': 'distiller.connectors.c',
+    }
+    was = {r['key']: r['was'] for r in replaced}
+    assert was['model.teacher.backbone.init_cfg[0]'] == \
+        'Pretrained torchvision://resnet101'
+    assert 'not found here' in was['model.architecture.decode_head.init_cfg']
+    # a teacher checkpoint that is here: the teacher config stays as it is
+    cfg.model.teacher_ckpt = local
+    out, replaced = offline_model_config(cfg)
+    assert out.model.teacher.backbone.init_cfg[0]['type'] == 'Pretrained'
+    assert not any(r['key'].startswith('model.teacher') for r in replaced)
+    # MultiTeacherDistill: model.teacher_ckpts[i], teachers[i] -> modules
+    multi = Config(
+        dict(
+            model=dict(
+                type='MultiTeacherDistill',
+                teachers=[
+                    dict(type='RetinaNet', backbone=dict(init_cfg=None)),
+                    dict(
+                        type='RetinaNet',
+                        backbone=dict(
+                            init_cfg=dict(
+                                type='Pretrained',
+                                checkpoint='torchvision://resnet18')))
+                ],
+                teacher_ckpts=[local, 'https://example.org/t1.pth'])))
+    out, replaced = offline_model_config(multi)
+    assert out.model.teacher_ckpts == [local, None]
+    assert {
+        r['key']: r['module']
+        for r in replaced
+    } == {
+        'model.teacher_ckpts[1]': 'other_teachers.0',
+        'model.teachers[1].backbone.init_cfg': 'other_teachers.0.backbone',
+    }
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path, monkeypatch, no_network):
+    """An empty download cache, and no network: any download fails."""
+    home = tmp_path / 'torch_home'
+    home.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(home))
+    return home
+
+
+def _mmrazor_config(relative):
+    options = dict(MMRAZOR_UPSTREAM_FIXES[relative][1]) \
+        if relative in MMRAZOR_UPSTREAM_FIXES else None
+    return load_config(f'mmrazor::{relative}', options)
+
+
+#: MMRazor configs the default run analyses offline (the others are slow):
+#: RetinaNet (pretrained teacher, torchvision backbones), GFL (whose P7 is
+#: 1x1 at 128 px) and PSPNet (open-mmlab:// pretrained, a URL teacher_ckpt).
+OFFLINE_DEFAULT = (
+    'distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_1x_coco.py',
+    'distill/mmdet/cwd/cwd_cls_head_gfl_r101_fpn_gfl_r50_fpn_1x_coco.py',
+    'distill/mmseg/cwd/cwd_logits_pspnet_r101-d8_pspnet_r18-d8_'
+    '4xb2-80k_cityscapes-512x1024.py')
+
+#: Losses under 1 % of the student's gradient between two randomly
+#: initialised models however they are initialised, with the task losses
+#: at their initial values (FBKD's at their default weight: 0.1-0.4 %; MGD's
+#: at alpha_mgd=2e-5, set for trained features: under 1 %; measured at
+#: 128 px): what the report says of random weights, not a false warning.
+NEGLIGIBLE_ON_RANDOM_WEIGHTS = {
+    'fbkd': {'loss_s1', 'loss_s2', 'loss_s3'},
+    'mgd': {f'loss_mgd_fpn{i}'
+            for i in range(5)},
+}
+
+
+def test_offline_default_configs_exist():
+    assert set(OFFLINE_DEFAULT) <= set(MMRAZOR_DISTILL_CONFIGS)
+    assert len(MMRAZOR_DISTILL_CONFIGS) == 12
+
+
+@pytest.mark.parametrize('relative', [
+    p if p in OFFLINE_DEFAULT else pytest.param(p, marks=pytest.mark.slow)
+    for p in MMRAZOR_DISTILL_CONFIGS
+])
+def test_offline_on_mmrazor_configs(relative, empty_torch_home):
+    """--offline on MMRazor's configs as shipped, with an empty download
+    cache and no network: nothing is downloaded, every other initialiser
+    runs (the task losses are those of an initialised model, not RetinaNet's
+    1061 without its bias prior), no loss is falsely negligible, a 1x1
+    level (GFL's P7 at 128 px) is still flagged zero_loss, and the report
+    lists the weights left random."""
+    cfg = _mmrazor_config(relative)
+    report = analyze_distill(
+        cfg,
+        fake_data=True,
+        size=(128, 128),
+        batch_size=2 if 'mmseg' in relative else 1,  # PSPNet's 1x1 pool
+        iters=1,
+        offline=True)
+    assert list(empty_torch_home.rglob('*')) == []  # nothing downloaded
+    assert report['offline'] and report['random_weights']
+    assert sorted(report['losses']) == sorted(
+        cfg.model.distiller.loss_forward_mappings)
+    for name, r in report['task_losses'].items():
+        assert math.isfinite(r['value']) and r['value'] < 20, (name, r)
+    found = kinds(report)
+    negligible = {
+        w['loss']
+        for w in report['warnings'] if w['kind'] == 'negligible_loss'
+    }
+    allowed = next(
+        (v for k, v in NEGLIGIBLE_ON_RANDOM_WEIGHTS.items() if k in relative),
+        set())
+    assert negligible <= allowed, report['warnings']
+    assert 'nonfinite' not in found
+    for w in report['warnings']:
+        if w['kind'] == 'zero_loss':  # only 1x1 maps compare to zero
+            assert '1x1' in w['message'], w
+    assert 'teacher_no_checkpoint' in found
+    (message, ) = [
+        w['message'] for w in report['warnings']
+        if w['kind'] == 'teacher_no_checkpoint'
+    ]
+    assert '--offline left out model.teacher' in message
+    keys = {r['key'] for r in report['random_weights']}
+    for r in report['random_weights']:
+        assert r['module'] and r['module'].split('.')[0] in ('architecture',
+                                                             'teacher',
+                                                             'distiller'), r
+    if 'gfl' in relative:
+        zero = [
+            w['loss'] for w in report['warnings'] if w['kind'] == 'zero_loss'
+        ]
+        p7 = [
+            n for n, r in report['losses'].items()
+            if r['student']['shape'][-2:] == [1, 1]
+        ]
+        assert p7 and zero == p7
+    if 'retina_r101_retina_r50_1x_coco.py' in relative:
+        assert kinds(report) == ['zero_loss', 'teacher_no_checkpoint']
+        assert keys == {
+            'model.teacher_ckpt', 'model.teacher.pretrained',
+            'model.teacher.backbone.init_cfg',
+            'model.architecture.backbone.init_cfg'
+        }
+        assert 0.5 < report['task_losses']['loss_cls']['value'] < 2
+    if 'mmseg' in relative:
+        assert keys == {
+            'model.teacher_ckpt', 'model.teacher.pretrained',
+            'model.architecture.pretrained'
+        }
+        assert report['teacher']['checkpoint_loaded'] is False
+
+
+def test_download_failure_names_offline_and_the_keys(empty_torch_home):
+    """Without --offline, a download that fails names --offline and the
+    keys that download, as a user must change them."""
+    cfg = load_config(CWD_RETINA)
+    with pytest.raises(RuntimeError, match='building cfg.model') as err:
+        analyze_distill(cfg, fake_data=True, size=(64, 64), iters=1)
+    message = str(err.value)
+    assert '--offline' in message
+    for key in ('model.teacher_ckpt', 'model.teacher.pretrained',
+                'model.teacher.backbone.init_cfg (in mmdet::retinanet/'
+                'retinanet_r101_fpn_2x_coco.py)',
+                'model.architecture.backbone.init_cfg'):
+        assert key in message, key
+    # the checkpoints dropped as the build hint said: init_weights downloads
+    cfg = load_config(CWD_RETINA, {
+        'model.teacher_ckpt': None,
+        'model.teacher.pretrained': False
+    })
+    with pytest.raises(RuntimeError, match='init_weights') as err:
+        analyze_distill(cfg, fake_data=True, size=(64, 64), iters=1)
+    assert '--offline' in str(err.value)
+    assert 'model.architecture.backbone.init_cfg' in str(err.value)
+    assert 'model.teacher_ckpt' not in str(err.value)

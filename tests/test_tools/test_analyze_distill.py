@@ -104,3 +104,62 @@ def test_user_guide_names_only_real_options(repo_root):
     assert result.returncode == 0
     missing = sorted(o for o in named if o not in result.stdout)
     assert not missing, missing
+
+
+def test_offline_on_mmrazor_config_as_a_user_runs_it(tmp_path):
+    """MMRazor's CWD RetinaNet config as shipped, --offline, an empty
+    download cache and every download refused (a proxy that does not
+    answer): it runs, downloads nothing, and the console, report.md and
+    the JSON say which weights are random."""
+    home = tmp_path / 'torch_home'
+    home.mkdir()
+    refuse = 'http://127.0.0.1:9'  # nothing listens on the discard port
+    out_json, out_dir = str(tmp_path / 'r.json'), str(tmp_path / 'report')
+    result = run_python([
+        TOOL, 'mmrazor::distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_'
+        '1x_coco.py', '--offline', '--fake-data', '--size', '128', '128',
+        '--batch-size', '1', '--iters', '1', '--json', out_json, '--out-dir',
+        out_dir
+    ],
+                        env=dict(
+                            TORCH_HOME=str(home),
+                            http_proxy=refuse,
+                            https_proxy=refuse,
+                            HTTP_PROXY=refuse,
+                            HTTPS_PROXY=refuse,
+                            no_proxy='',
+                            NO_PROXY=''))
+    assert result.returncode == 0, (
+        result.stdout[-3000:] + result.stderr[-3000:])
+    assert list(home.rglob('*')) == []
+    with open(out_json) as f:
+        report = json.load(f)
+    assert report['offline'] is True
+    random = {r['key']: r['module'] for r in report['random_weights']}
+    assert random == {
+        'model.teacher_ckpt': 'teacher',
+        'model.teacher.pretrained': 'teacher',
+        'model.teacher.backbone.init_cfg': 'teacher.backbone',
+        'model.architecture.backbone.init_cfg': 'architecture.backbone'
+    }
+    assert [w['kind'] for w in report['warnings']
+            ] == ['zero_loss', 'teacher_no_checkpoint']
+    # RetinaNet's classifier bias prior ran: focal loss near 1, not 1000
+    assert 0.5 < report['task_losses']['loss_cls']['value'] < 2
+    assert '--offline: 4 downloaded (or missing) weight(s) left out' in \
+        result.stdout
+    assert ('architecture.backbone: model.architecture.backbone.init_cfg '
+            '(in mmdet::retinanet/retinanet_r50_fpn_1x_coco.py) = Pretrained '
+            'torchvision://resnet50') in result.stdout
+    md = open(osp.join(out_dir, 'report.md')).read()
+    assert '## Random weights (--offline)' in md
+    assert ('| teacher.backbone | `model.teacher.backbone.init_cfg` (in '
+            'mmdet::retinanet/retinanet_r101_fpn_2x_coco.py) | Pretrained '
+            'torchvision://resnet101 |') in md
+
+
+def test_offline_is_in_the_help():
+    result = run_python([TOOL, '--help'])
+    assert result.returncode == 0
+    assert '--offline' in result.stdout
+    assert "RetinaNet's classifier bias prior" in result.stdout

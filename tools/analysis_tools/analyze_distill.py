@@ -4,7 +4,7 @@
     python tools/analysis_tools/analyze_distill.py CONFIG \
         [--checkpoint CKPT] [--fake-data] [--size H W] [--batch-size N] \
         [--iters N] [--device cpu|cuda] [--json OUT] [--out-dir DIR] \
-        [--no-init-weights] [--seed S] [--cfg-options ...]
+        [--offline] [--no-init-weights] [--seed S] [--cfg-options ...]
 
 CONFIG is any MMRazor or mmakd distillation config (a local file, or
 ``mmrazor::``/``mmakd::``). The tool builds its algorithm, runs ``--iters``
@@ -22,6 +22,12 @@ losses (> 90 % of the gradient) or drowned by them (< 1 %), tensors of
 scales more than 10x apart compared raw, a teacher without checkpoint, a
 teacher whose BatchNorm statistics change, and teacher dropout that
 perturbs the recorded tensors.
+
+``--offline`` downloads nothing: teacher checkpoints (``model.teacher_ckpt``,
+``model.teacher_ckpts[i]``), ``pretrained`` keys and ``Pretrained``
+init_cfgs anywhere in the model tree (also in the configs of ``cfg_path``
+specs) that name a URL or a missing file are left out, every other
+initialiser runs, and the report lists which modules have random weights.
 
 ``--json OUT`` writes ``losses.<name>.{value, grad_norm, grad_share,
 student, teacher, ...}``, ``task_losses.<name>.{value, grad_norm,
@@ -74,10 +80,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
+        '--offline',
+        action='store_true',
+        help='download nothing: leave every downloaded (or missing) weight '
+        "(teacher_ckpt(s), pretrained, Pretrained init_cfgs) to the modules' "
+        'own initialisers, which all still run, and list them in the report')
+    parser.add_argument(
         '--no-init-weights',
         action='store_true',
-        help="skip model.init_weights() (pretrained init_cfgs that cannot "
-        'be downloaded)')
+        help='skip model.init_weights() altogether: every initialiser, also '
+        "RetinaNet's classifier bias prior (to skip only the downloads, use "
+        '--offline)')
     parser.add_argument('--json', help='write the report as JSON here')
     parser.add_argument(
         '--out-dir', help='write report.md and grad_shares.png here')
@@ -115,6 +128,7 @@ def main() -> None:
         iters=args.iters,
         device=args.device,
         init_weights=not args.no_init_weights,
+        offline=args.offline,
         seed=args.seed,
         progress=lambda line: print(f'[analyze] {line}', flush=True))
     report['config'] = args.config

@@ -24,3 +24,8 @@ model = dict(
         f'work_dirs/akd_demo/ensemble/teacher_seed{seed}/iter_2000.pth'
         for seed in teacher_seeds
     ])
+
+# validate the student and every teacher: logs teacher0.coco/bbox_mAP ...
+# teacher3.coco/bbox_mAP (MMRazor's SingleTeacherDistillValLoop would log
+# teacher 0 alone as teacher.coco/bbox_mAP)
+val_cfg = dict(_delete_=True, type='mmrazor.MultiTeacherDistillValLoop')

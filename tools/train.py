@@ -20,7 +20,9 @@ from mmengine.runner import Runner
 
 import mmakd  # noqa: F401  (PyTorch compatibility, registers mmakd)
 from mmakd.engine.optimizers import CPUAmpOptimWrapper
-from mmakd.utils import load_config, prepare_distributed
+from mmakd.utils import fit_logger_interval, load_config, prepare_distributed
+from mmakd.utils.checkpoint import (resume_checkpoint,
+                                    use_teachers_from_checkpoint)
 
 
 def parse_args() -> argparse.Namespace:
@@ -152,6 +154,7 @@ def main() -> None:
             raise KeyError('--auto-scale-lr needs auto_scale_lr.'
                            'base_batch_size in the config.')
         cfg.auto_scale_lr.enable = True
+    log_note = fit_logger_interval(cfg)
 
     if args.resume == 'auto':
         cfg.resume = True
@@ -159,8 +162,16 @@ def main() -> None:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    # read the checkpoint to resume from before building anything; the
+    # teacher files its teachers' weights replace are not read
+    resume_from = resume_checkpoint(cfg)
+    notes = use_teachers_from_checkpoint(
+        cfg, resume_from, '--resume' if args.resume else 'resume') \
+        if resume_from else []
 
     runner = Runner.from_cfg(cfg)
+    for note in notes + ([log_note] if log_note else []):
+        print_log(note, logger='current')
     runner.train()
 
 

@@ -1,9 +1,9 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-from .config import (installed_package_path, load_config, mmakd_base_scope,
-                     register_config_scope)
+from .config import (fit_logger_interval, installed_package_path, load_config,
+                     mmakd_base_scope, register_config_scope)
 from .launch import prepare_distributed
 
 __all__ = [
-    'installed_package_path', 'load_config', 'mmakd_base_scope',
-    'prepare_distributed', 'register_config_scope'
+    'fit_logger_interval', 'installed_package_path', 'load_config',
+    'mmakd_base_scope', 'prepare_distributed', 'register_config_scope'
 ]

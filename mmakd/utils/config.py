@@ -27,7 +27,7 @@ from mmengine.utils import get_installed_path, is_installed
 
 __all__ = [
     'load_config', 'resolve_config_path', 'installed_package_path',
-    'mmakd_base_scope', 'register_config_scope'
+    'mmakd_base_scope', 'register_config_scope', 'fit_logger_interval'
 ]
 
 #: The ``package::`` prefix of the configs mmakd ships (``mmakd/.mim``).
@@ -166,3 +166,37 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+#: MMEngine's ``LoggerHook`` interval when a config sets none.
+DEFAULT_LOG_INTERVAL = 10
+
+
+def fit_logger_interval(cfg: Config) -> Optional[str]:
+    """Make an iteration-based run shorter than its logger interval log.
+
+    MMEngine's ``LoggerHook`` prints the losses every ``interval``
+    iterations only, so a run of ``train_cfg.max_iters`` below that interval
+    (a first try, a smoke test) printed no loss line at all. The interval
+    is then set to ``max_iters``: the run logs once, at its last iteration.
+    Epoch-based runs log at the end of each epoch already and are left as
+    they are.
+
+    Args:
+        cfg (Config): The training config; changed in place.
+
+    Returns:
+        str | None: What was changed, for the log; None when nothing was.
+    """
+    max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
+    logger = (cfg.get('default_hooks') or {}).get('logger')
+    if not isinstance(max_iters, int) or max_iters < 1 or not isinstance(
+            logger, dict):
+        return None
+    interval = logger.get('interval', DEFAULT_LOG_INTERVAL)
+    if interval <= max_iters:
+        return None
+    logger['interval'] = max_iters
+    return (f'default_hooks.logger.interval={interval} is longer than the '
+            f'run (train_cfg.max_iters={max_iters}): set to {max_iters}, '
+            'so that the losses are logged once, at the last iteration')

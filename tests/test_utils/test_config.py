@@ -11,8 +11,8 @@ from mmengine.config import Config
 
 import mmakd
 import mmakd.utils.config as config_module
-from mmakd.utils import (installed_package_path, load_config,
-                         register_config_scope)
+from mmakd.utils import (fit_logger_interval, installed_package_path,
+                         load_config, register_config_scope)
 from helpers import AKD_RETINA, REPO, run_python, write_user_config
 
 DEMO_STUDENT = 'akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py'
@@ -82,3 +82,32 @@ def test_mmengine_alone_cannot_resolve_mmakd_paths(tmp_path):
     assert 'REFUSED mmengine does not support to load mmakd config' in \
         result.stdout
     assert 'RESOLVED AvatarDistiller' in result.stdout
+
+
+@pytest.mark.parametrize('max_iters, interval, expected', [(5, 20, 5),
+                                                           (20, 20, 20),
+                                                           (400, 20, 20),
+                                                           (3, None, 3),
+                                                           (30, None, 10)])
+def test_fit_logger_interval_on_iteration_runs(max_iters, interval, expected):
+    logger = dict(type='LoggerHook')
+    if interval is not None:
+        logger['interval'] = interval
+    cfg = Config(
+        dict(
+            train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters),
+            default_hooks=dict(logger=logger)))
+    note = fit_logger_interval(cfg)
+    assert cfg.default_hooks.logger.get('interval', 10) == expected
+    assert (note is None) == (expected == (interval or 10))
+    if note:
+        assert f'train_cfg.max_iters={max_iters}' in note
+
+
+def test_fit_logger_interval_leaves_epoch_runs_alone():
+    cfg = Config(
+        dict(
+            train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=1),
+            default_hooks=dict(logger=dict(type='LoggerHook', interval=50))))
+    assert fit_logger_interval(cfg) is None
+    assert cfg.default_hooks.logger.interval == 50

@@ -127,20 +127,25 @@ def test_readme_coco_example_builds_model_datasets_and_runner(tmp_path):
 def test_tools_train_runs_a_user_config_on_an_mmakd_base(
         tmp_path, shapes_root):
     """As a user runs it: ``tools/train.py my_config.py`` outside the clone,
-    the user config on the AKD detection demo config."""
+    the user config on the AKD detection demo config, one iteration with
+    the config's logger interval."""
     name = 'akd/demo/akd_cwd_fpn_retinanet-r18-w32_retinanet-r18-w8_' \
         '1xb8-400it_shapes-128.py'
     path = user_config(tmp_path, name, 'model = dict(teacher_ckpt=None)\n')
     options = demo_options(shapes_root, iters=1)
     options['val_evaluator.ann_file'] = (
         shapes_root + 'annotations/instances_val.json')
+    # the config's logger interval (20) is longer than the run: one loss
+    # line all the same (before: none)
+    del options['default_hooks.logger.interval']
     result = run_python(
         [osp.join(REPO, 'tools', 'train.py'), path, '--cfg-options'] +
         cli_options(options),
         cwd=str(tmp_path))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
-    assert 'Iter(train) [1/1]' in log and 'distill.akd.' in log
+    assert 'default_hooks.logger.interval=20 is longer than the run' in log
+    assert 'Iter(train) [1/1]' in log and 'distill.akd.cwd_fpn0.w3' in log
     assert 'coco/bbox_mAP' in log and 'teacher.coco/bbox_mAP' in log
     assert osp.isfile(
         osp.join(str(tmp_path), 'work_dirs', 'my_config', 'iter_1.pth'))

@@ -1,5 +1,5 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-"""The README's "A first AKD run in minutes", run as written: its shell
+"""The README's "A first AKD run in under three minutes", run as written: its shell
 lines, in a folder laid out like the clone (``tools`` and ``configs``),
 on the shapes data they generate (synthetic)."""
 import os

@@ -1,7 +1,7 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-"""The README's "A first AKD run in under three minutes", run as written: its shell
-lines, in a folder laid out like the clone (``tools`` and ``configs``),
-on the shapes data they generate (synthetic)."""
+"""The README's "A first AKD run in under three minutes", run as written:
+its shell lines, in a folder laid out like the clone (``tools`` and
+``configs``), on the shapes data they generate (synthetic)."""
 import os
 import os.path as osp
 import re

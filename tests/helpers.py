@@ -175,3 +175,19 @@ MMRAZOR_UPSTREAM_FIXES: Dict[str, Tuple[str, Dict[str, str]]] = {
         },
     ),
 }
+
+
+class PerturbationSpy:
+    """Records what an Avatar perturbation module returns (its ``forward``
+    wrapped in place)."""
+
+    def __init__(self, perturbation):
+        self.outputs = []
+        original = perturbation.forward
+
+        def forward(*args, **kwargs):
+            out = original(*args, **kwargs)
+            self.outputs.append(out.detach().clone())
+            return out
+
+        perturbation.forward = forward

@@ -15,7 +15,7 @@ from torch import nn
 
 from mmakd.models import AvatarDistiller, BaseAvatarPerturbation
 from mmakd.registry import MODELS
-from helpers import REPO
+from helpers import REPO, PerturbationSpy
 
 GOLDEN = osp.join(REPO, 'tests/data/golden/akd_losses.json')
 
@@ -868,21 +868,6 @@ class PositiveNet(nn.Module):
         return self.feat(outs if len(outs) > 1 else outs[0])
 
 
-class _Spy:
-    """Records what the distiller's perturbation returns."""
-
-    def __init__(self, perturbation):
-        self.outputs = []
-        original = perturbation.forward
-
-        def forward(*args, **kwargs):
-            out = original(*args, **kwargs)
-            self.outputs.append(out.detach().clone())
-            return out
-
-        perturbation.forward = forward
-
-
 def _np_uncertainty(t, avatars):
     """docs/akd.md 4.2, u_k in float64 NumPy, from the recovered Avatars."""
     t = t.double().numpy()
@@ -917,7 +902,7 @@ def test_real_dropout_path_is_the_reference_cwd():
         dict(num_avatars=4, normalize='student'),
         student=student,
         teacher=teacher)
-    spy = _Spy(distiller.perturbation)
+    spy = PerturbationSpy(distiller.perturbation)
     out = run(distiller, student, teacher, torch.randn(2, 3, 12, 12))
     t = distiller.get_record('feat', False)
     s = distiller.get_record('feat', True)
@@ -975,7 +960,7 @@ def test_pkd_on_a_tuple_of_levels_values():
         dict(num_avatars=2, normalize=True),
         student=student,
         teacher=teacher)
-    spy = _Spy(distiller.perturbation)
+    spy = PerturbationSpy(distiller.perturbation)
     out = run(distiller, student, teacher, torch.randn(2, 3, 16, 16))
     t = distiller.get_record('feat', False)
     s = distiller.get_record('feat', True)

@@ -14,6 +14,7 @@ from torch import nn
 
 from mmakd.models import AvatarDistiller
 from mmakd.testing import CountHostSyncs
+from helpers import PerturbationSpy
 
 KEY = 'model.distiller.avatars.uncertainty'
 
@@ -78,21 +79,6 @@ class ConstantMaps(nn.Module):
 
     def forward(self, x):
         return self.feat(x)
-
-
-class _Spy:
-    """Keeps what the distiller's perturbation returns."""
-
-    def __init__(self, perturbation):
-        self.outputs = []
-        original = perturbation.forward
-
-        def forward(*args, **kwargs):
-            out = original(*args, **kwargs)
-            self.outputs.append(out.detach().clone())
-            return out
-
-        perturbation.forward = forward
 
 
 def _build(student, teacher, normalize, check_finite, num_avatars=4):
@@ -165,7 +151,7 @@ def test_no_teacher_variance_gives_equal_weights_and_one_warning(
     torch.manual_seed(0)
     student, teacher = make_student(), make_teacher()
     distiller = _build(student, teacher, normalize, check_finite)
-    spy = _Spy(distiller.perturbation)
+    spy = PerturbationSpy(distiller.perturbation)
     for it in range(3):
         x = make_x()
         out = _step(distiller, student, teacher, x)
@@ -246,7 +232,7 @@ def test_levels_without_variance_are_left_out_of_u():
     student, teacher = TwoLevels(), TwoLevels()
     distiller = _build(student, teacher, False, True)
     distiller.distill_losses['loss_kd'] = _SumL2()
-    spy = _Spy(distiller.perturbation)
+    spy = PerturbationSpy(distiller.perturbation)
     out = _step(distiller, student, teacher, torch.randn(1, 3, 6, 6))
     t = distiller.get_record('feat', False)[0]
     a = spy.outputs[0]

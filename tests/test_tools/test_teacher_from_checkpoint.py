@@ -6,6 +6,7 @@ import glob
 import os
 import os.path as osp
 
+import pytest
 import torch
 
 from helpers import (DEMO_AKD, DEMO_CWD, DEMO_TEACHER, REPO, cli_options,
@@ -63,6 +64,9 @@ def test_test_and_resume_an_akd_checkpoint_without_the_teacher_file(
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
 
 
+# 25 s; the prefixes of every teacher are unit-tested in
+# tests/test_utils/test_checkpoint.py
+@pytest.mark.slow
 def test_test_a_multi_teacher_checkpoint_without_the_teacher_files(
         tmp_path, shapes_root):
     """MultiTeacherDistill keeps teacher ``i > 0`` under

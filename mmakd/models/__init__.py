@@ -6,5 +6,5 @@ from .backbones import *  # noqa: F401,F403
 from .connectors import *  # noqa: F401,F403
 from .distillers import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
-from .perturbations import *  # noqa: F401,F403
+from .avatars import *  # noqa: F401,F403
 from .utils import *  # noqa: F401,F403

@@ -214,14 +214,14 @@ class Spy:
 
     def __call__(self):
         d = self.distiller
-        rng_step, rng = d._rng_step, torch.get_rng_state()
+        rng_step, rng = d.avatar_seeds.state, torch.get_rng_state()
         autocast = torch.is_autocast_enabled('cpu')
         out = self.compute()
         dtypes = [d.get_record('feat', s).dtype for s in (True, False)]
         with torch.no_grad(), torch.autocast('cpu', enabled=False):
             _to_fp32(d.student_recorders)
             _to_fp32(d.teacher_recorders)
-            d._rng_step = rng_step
+            d.avatar_seeds.state = rng_step
             after = torch.get_rng_state()
             torch.set_rng_state(rng)
             reference = self.compute()

@@ -25,7 +25,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
 from mmakd.models import AvatarDistiller
-from mmakd.models.utils import avatar_uncertainty, avatar_weights
+from mmakd.models.avatars import avatar_uncertainty, avatar_weights
 from mmakd.registry import MODELS
 from mmakd.utils import load_config
 from mmakd.utils.checkpoint import use_teachers_from_checkpoint

@@ -6,8 +6,8 @@ from mmrazor.models.architectures.connectors.base_connector import \
     BaseConnector
 
 from mmakd.registry import MODELS
-from ..perturbations import BaseAvatarPerturbation, build_perturbation
-from ..utils.statistics import standardize
+from ..avatars import (BaseAvatarPerturbation, build_perturbation,
+                       standardize)
 
 __all__ = ['AvatarConnector']
 

@@ -2,12 +2,8 @@
 from .fuse import fuse_frozen_conv_bn
 from .model_spec import build_model_from_spec, load_model_config
 from .preprocessor import check_preprocessors_match, preprocessing_signature
-from .statistics import (DEFAULT_TAU, avatar_uncertainty, avatar_weights,
-                         channel_moments, combine_uncertainty, standardize)
 
 __all__ = [
     'fuse_frozen_conv_bn', 'build_model_from_spec', 'load_model_config',
-    'check_preprocessors_match', 'preprocessing_signature',
-    'avatar_uncertainty', 'avatar_weights', 'channel_moments',
-    'combine_uncertainty', 'standardize', 'DEFAULT_TAU'
+    'check_preprocessors_match', 'preprocessing_signature'
 ]

@@ -5,7 +5,7 @@ from mmrazor.models import ConfigurableDistiller
 from torch import nn
 
 from mmakd.models import AvatarConnector
-from mmakd.models.utils import standardize
+from mmakd.models.avatars import standardize
 from mmakd.registry import MODELS
 
 

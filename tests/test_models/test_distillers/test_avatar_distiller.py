@@ -590,7 +590,7 @@ def test_same_seed_same_avatars_and_losses():
 
 
 def test_avatars_follow_the_runner_seed_iteration_and_rank(monkeypatch):
-    from mmakd.models.distillers import avatar_distiller as module
+    from mmakd.models.avatars import seeding as module
     distiller, student, teacher = _two_losses(dict(num_avatars=2))
     hub = MessageHub.get_current_instance()
     x = torch.randn(2, 3, 8, 8)
@@ -599,7 +599,7 @@ def test_avatars_follow_the_runner_seed_iteration_and_rank(monkeypatch):
         hub.update_info('seed', seed)
         hub.update_info('iter', iteration)
         monkeypatch.setattr(module, 'get_rank', lambda: rank)
-        distiller._rng_step = (None, 0)
+        distiller.avatar_seeds.state = (None, 0)
         return run(distiller, student, teacher, x)['loss_cwd'].item()
 
     assert loss_at(0, 5) == loss_at(0, 5)  # e.g. after a resume

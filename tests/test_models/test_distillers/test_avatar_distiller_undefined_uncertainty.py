@@ -274,18 +274,18 @@ def test_flags_copied_from_an_accelerator_are_read_once_arrived(
     distiller = _build(Logits(), Logits(), False, True)
     event = _Event()
     flags = torch.tensor([True])  # level 0 has no variance
-    distiller._undefined_reads.append(
+    distiller.teacher_checks.undefined_reads.append(
         ('loss_kd', 't_feature', [(4, 6)], flags, event))
-    distiller._read_undefined()
+    distiller.teacher_checks.read_undefined()
     assert [m for m in warnings_logged if KEY in m] == []
-    assert len(distiller._undefined_reads) == 1
+    assert len(distiller.teacher_checks.undefined_reads) == 1
     # a second entry for the same loss is not staged while one waits
-    distiller._watch_undefined('loss_kd', 't_feature', [torch.ones(4, 6)],
+    distiller.teacher_checks.watch_undefined('loss_kd', 't_feature', [torch.ones(4, 6)],
                                [torch.tensor(False)])
-    assert len(distiller._undefined_reads) == 1
+    assert len(distiller.teacher_checks.undefined_reads) == 1
     event.done = True
-    distiller._read_undefined()
+    distiller.teacher_checks.read_undefined()
     ours = [m for m in warnings_logged if KEY in m]
     assert len(ours) == 1 and 'batch size 4' in ours[0]
     assert 'constant in every channel' in ours[0]
-    assert distiller._undefined_reads == []
+    assert distiller.teacher_checks.undefined_reads == []

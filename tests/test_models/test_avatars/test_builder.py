@@ -4,14 +4,14 @@ it: an unknown type lists the registered perturbations; a type changed over
 an inherited dict names the stale argument and ``_delete_=True``."""
 import pytest
 
-from mmakd.models.perturbations import (AvatarDropout, AvatarGaussianNoise,
+from mmakd.models.avatars import (AvatarDropout, AvatarGaussianNoise,
                                         build_perturbation)
 
 KEY = 'model.distiller.avatars.perturbation'
 
 
 def test_registered_perturbations_lists_the_avatar_types_only():
-    from mmakd.models.perturbations.builder import registered_perturbations
+    from mmakd.models.avatars.builder import registered_perturbations
     names = registered_perturbations()
     for name in ('AvatarChannelDropout', 'AvatarDropout',
                  'AvatarGaussianNoise', 'AvatarPerturbationMix'):

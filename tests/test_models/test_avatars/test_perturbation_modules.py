@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmakd.models.perturbations import (AvatarChannelDropout, AvatarDropout,
+from mmakd.models.avatars import (AvatarChannelDropout, AvatarDropout,
                                         AvatarGaussianNoise,
                                         AvatarPerturbationMix,
                                         build_perturbation)

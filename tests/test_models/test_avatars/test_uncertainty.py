@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from mmakd.models.perturbations import avatar_dropout
-from mmakd.models.utils import (avatar_uncertainty, avatar_weights,
+from mmakd.models.avatars import avatar_dropout
+from mmakd.models.avatars import (avatar_uncertainty, avatar_weights,
                                 channel_moments, combine_uncertainty,
                                 standardize)
 

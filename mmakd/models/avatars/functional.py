@@ -129,7 +129,11 @@ def _scaled_bernoulli(x: Tensor, p: Union[float, Tuple[float, ...]],
     mask = torch.empty(
         mask_shape, dtype=x.dtype, device=x.device).bernoulli_(
             keep, generator=generator)
-    return x * mask.div_(keep)
+    mask.div_(keep)
+    if mask.dim() != x.dim() + 1 or mask.shape[1:] != x.shape or (
+            x.requires_grad and torch.is_grad_enabled()):
+        return x * mask
+    return mask.mul_(x)  # in place: one (K, ...) tensor, same values
 
 
 def avatar_dropout(x: Tensor,
@@ -234,4 +238,6 @@ def avatar_gaussian_noise(
                         dtype=x.dtype,
                         device=x.device,
                         generator=generator)
-    return x + noise * scale
+    if x.requires_grad and torch.is_grad_enabled():
+        return x + noise * scale
+    return noise.mul_(scale).add_(x)  # in place: same values

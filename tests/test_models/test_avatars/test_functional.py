@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mmakd.models.perturbations import (avatar_channel_dropout, avatar_dropout,
+from mmakd.models.avatars import (avatar_channel_dropout, avatar_dropout,
                                         avatar_gaussian_noise)
 
 

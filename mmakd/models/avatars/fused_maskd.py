@@ -89,4 +89,5 @@ class MasKDFusion(LossFusion):
             fused = numerator / omega_sum.clamp_min(
                 torch.finfo(numerator.dtype).tiny)
             gap = g_sum - sum64(omega_sum * fused.square())
-        return (omega_sum * (student - fused).square()).sum() + gap.float()
+        value = (omega_sum * (student - fused).square()).sum()
+        return value + gap.to(value.dtype)

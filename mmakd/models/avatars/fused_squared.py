@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from mmrazor.models.losses import ATLoss, L2Loss, MGDLoss, PKDLoss
 from torch import Tensor
 
-from .fusion import LossFusion, levels_of, register_fusion, sum64
+from .fusion import (LossFusion, levels_of, register_fusion, sum_squares64)
 
 __all__ = ['SquaredErrorFusion']
 
@@ -31,7 +31,7 @@ class SquaredErrorFusion(LossFusion):
         raise NotImplementedError
 
     def self_term(self, student, targets: List[Tensor]):
-        return sum(self.scale(t) * sum64(t.square()) for t in targets)
+        return sum(self.scale(t) * sum_squares64(t) for t in targets)
 
     def targets(self, student, avatar) -> Tuple[List[Tensor], Tensor]:
         targets = self.teacher_levels(student, avatar)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 __all__ = [
     'LossFusion', 'register_fusion', 'fusion_for', 'fusion_blocker',
-    'fusable_losses', 'levels_of', 'sum64'
+    'fusable_losses', 'levels_of', 'sum64', 'sum_squares64'
 ]
 
 Record = Any
@@ -140,17 +140,31 @@ class LossFusion:
                     sums = [t * w for t in targets]
                 else:
                     for s, t in zip(sums, targets):
-                        s.add_(t * w)
+                        s.addcmul_(t, w)
                 g_sum += w.double() * g
             # drop the last Avatar and the iterator (it may hold the stack)
             del targets, avatar
             avatars = None  # noqa: F841
-            total = weights.sum()
+            # One W everywhere, so that the target-only terms of the fused
+            # loss and of the gap cancel exactly (for a KL they are about
+            # the entropy, often 100x the loss); W in float64 first, as the
+            # student term W ||S||^2 must match sum_k w_k ||S||^2.
+            total = weights.sum(dtype=torch.float64).to(sums[0].dtype)
             fused = [s.div_(total) for s in sums]
             gap = g_sum - total.double() * self.self_term(student, fused)
-        return total * self.student_loss(student, fused) + gap.float()
+        value = total * self.student_loss(student, fused)
+        return value + gap.to(value.dtype)
 
 
 def sum64(x: Tensor) -> Tensor:
-    """Sum in float64 (exact enough for the difference of two such sums)."""
+    """The sum of ``x`` accumulated in float64: the fused value subtracts
+    two such sums that may be hundreds of times the loss (a softmax's
+    entropy against a small KL), so float32 partial sums would not do."""
     return x.sum(dtype=torch.float64)
+
+
+def sum_squares64(x: Tensor) -> Tensor:
+    """``sum(x ** 2)`` as float64, in the manner of :func:`sum64`, in one
+    pass over ``x``."""
+    rows = x.reshape(-1, x.shape[-1]) if x.dim() >= 2 else x.reshape(1, -1)
+    return torch.linalg.vector_norm(rows, dim=1).double().square().sum()

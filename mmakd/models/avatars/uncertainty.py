@@ -16,7 +16,7 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from .standardize import channel_moments
+from .standardize import _reduce_dims, channel_moments
 
 __all__ = [
     'avatar_uncertainty', 'combine_uncertainty', 'avatar_weights',
@@ -32,7 +32,8 @@ DEFAULT_TAU = 4.0
 def avatar_uncertainty(
         teacher: Tensor,
         avatars: Tensor,
-        return_defined: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        return_defined: bool = False,
+        return_moments: bool = False) -> Union[Tensor, Tuple[Tensor, ...]]:
     """Relative drift of each Avatar's channel statistics from the teacher's.
 
     For Avatar ``k`` with per-channel mean ``mu_k`` and standard deviation
@@ -81,6 +82,9 @@ def avatar_uncertainty(
         avatars (Tensor): Its Avatars, ``(K, N, C, *spatial)``.
         return_defined (bool): Also return whether ``u`` is defined.
             Defaults to False.
+        return_moments (bool): Also return (last) the Avatars' per-channel
+            means and biased variances, ``(K, C)`` each, for
+            :func:`~mmakd.models.avatars.standardize`. Defaults to False.
 
     Returns:
         Tensor | tuple[Tensor, Tensor]: ``(K,)`` float32 uncertainties
@@ -92,7 +96,9 @@ def avatar_uncertainty(
     """
     with torch.no_grad():
         mu_t, sigma_t = channel_moments(teacher)
-        mu_a, sigma_a = channel_moments(avatars, stacked=True)
+        var_a, mu_a = torch.var_mean(
+            avatars.float(), dim=_reduce_dims(avatars, True), correction=0)
+        sigma_a = var_a.sqrt()  # as channel_moments(avatars, stacked=True)
         drift = (mu_a - mu_t).pow(2).sum(1) + (sigma_a - sigma_t).pow(2).sum(1)
         variance = sigma_t.pow(2).sum()
         defined = variance != 0  # NaN != 0: a diverged teacher is defined
@@ -100,7 +106,10 @@ def avatar_uncertainty(
         # that u is bit-identical to earlier releases
         u = drift / (variance + torch.finfo(torch.float32).tiny)
         u = torch.where(defined, u, torch.full_like(u, float('nan')))
-        return (u, defined) if return_defined else u
+        out = (u, defined) if return_defined else (u, )
+        if return_moments:
+            out += ((mu_a, var_a), )
+        return out[0] if len(out) == 1 else out
 
 
 def combine_uncertainty(uncertainties: Sequence[Tensor]) -> Tensor:

@@ -1,6 +1,6 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """AKD's distiller: K Avatars per loss, uncertainty weights, logging."""
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmrazor.models.distillers import ConfigurableDistiller
@@ -230,23 +230,25 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
         return losses
 
     def _weights(self, loss_name: str, teacher_key: str, levels: List[Tensor],
-                 avatars: List[Tensor]) -> Dict[str, Tensor]:
-        """The Avatars' uncertainty and weights; queues the checks."""
+                 avatars: List[Tensor]) -> Tuple[Tensor, Tensor, List]:
+        """The Avatars' uncertainty, weights and per-level channel moments
+        ``(mean, var)`` of shape ``(K, C)``; queues the checks."""
         per_level = [
-            avatar_uncertainty(t, a, return_defined=True)
+            avatar_uncertainty(t, a, return_defined=True, return_moments=True)
             for t, a in zip(levels, avatars)
         ]
-        uncertainty = combine_uncertainty([u for u, _ in per_level])
+        uncertainty = combine_uncertainty([u for u, _, _ in per_level])
         checks = self.teacher_checks
         if self.check_finite:
-            checks.add_finite(loss_name, teacher_key, levels, per_level)
+            checks.add_finite(loss_name, teacher_key, levels,
+                              [(u, d) for u, d, _ in per_level])
         checks.watch_undefined(loss_name, teacher_key, levels,
-                               [defined for _, defined in per_level])
+                               [defined for _, defined, _ in per_level])
         if self.tau is None:
             weights = torch.full_like(uncertainty, 1.0 / self.num_avatars)
         else:
             weights = avatar_weights(uncertainty, self.tau)
-        return uncertainty, weights
+        return uncertainty, weights, [m for _, _, m in per_level]
 
     def _avatar_loss(self, loss_name: str, mapping: Dict[str, Dict],
                      teacher_key: str, teacher: Record,
@@ -254,8 +256,8 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
                      generator: torch.Generator) -> Dict[str, Tensor]:
         levels = [teacher] if isinstance(teacher, Tensor) else list(teacher)
         stack = [self.perturbation(t, generator=generator) for t in levels]
-        uncertainty, weights = self._weights(loss_name, teacher_key, levels,
-                                             stack)
+        uncertainty, weights, moments = self._weights(loss_name, teacher_key,
+                                                      levels, stack)
         at, values = self._resolve_normalize_at(loss_name, mapping,
                                                 teacher_key,
                                                 _pick(teacher, stack, 0),
@@ -265,6 +267,11 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
         stacks = [stack]
         del stack  # the Avatars live in inputs() only, while they are used
 
+        loss_module = self.distill_losses[loss_name]
+        fusion = self.fusions.get(loss_name)
+        if fusion is not None and fusion.loss is not loss_module:
+            # the loss module was replaced after the build
+            fusion = self.fusions[loss_name] = fusion_for(loss_module)[0]
         device = weights.device.type
         autocast = dict(
             device_type=device,
@@ -274,17 +281,15 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
         def inputs() -> Iterator[Any]:
             stack = stacks.pop()
             for k in range(self.num_avatars):
+                # the fused path reuses the moments of the drift (no pass)
+                moments_k = [(m[k], v[k]) for m, v in moments] if fusion \
+                    else None
                 with torch.autocast(**autocast):  # connectors as the model
                     avatar = self._avatar_input(
-                        _pick(teacher, stack, k), connector, connector_idx,
-                        at, loss_name, teacher_key)
+                        _pick(teacher, stack, k), connector, connector_idx, at,
+                        loss_name, teacher_key, moments_k)
                 yield avatar  # outside: autocast state is global
 
-        loss_module = self.distill_losses[loss_name]
-        fusion = self.fusions.get(loss_name)
-        if fusion is not None and fusion.loss is not loss_module:
-            # the loss module was replaced after the build
-            fusion = self.fusions[loss_name] = fusion_for(loss_module)[0]
         with torch.autocast(device_type=device, enabled=False):
             try:
                 if fusion is not None:

@@ -1,10 +1,11 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """The inputs of one AKD loss: student tensors and Avatars in float32,
 standardised where ``model.distiller.avatars.normalize(_at)`` say."""
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
+from torch import Tensor
 
 from ..avatars import standardize
 from .avatar_records import (KEY, Record, describe, is_tensors, map_record,
@@ -74,28 +75,51 @@ class AvatarInputsMixin:
             value = value[connector_idx]
         return value
 
-    def _standardize(self, value: Record, loss_name: str, key: str) -> Record:
+    def _standardize(
+            self,
+            value: Record,
+            loss_name: str,
+            key: str,
+            moments: Optional[List[Tuple[Tensor, Tensor]]] = None) -> Record:
+        """Standardise a record per channel (with its levels' ``(mean,
+        var)`` when known)."""
         try:
-            return map_record(value, standardize)
+            if moments is None:
+                return map_record(value, standardize)
+            if isinstance(value, Tensor):
+                return standardize(value, moments=moments[0])
+            return type(value)(standardize(v, moments=m)
+                               for v, m in zip(value, moments))
         except ValueError as err:
             raise ValueError(
                 f'{KEY}.normalize={self.normalize!r}: cannot standardise '
                 f'model.distiller.loss_forward_mappings.{loss_name}.{key}: '
                 f'{err}') from err
 
-    def _avatar_input(self, avatar: Record, connector: Optional[str],
-                      connector_idx: Optional[int], at: str, loss_name: str,
-                      teacher_key: str) -> Any:
+    def _avatar_input(
+            self,
+            avatar: Record,
+            connector: Optional[str],
+            connector_idx: Optional[int],
+            at: str,
+            loss_name: str,
+            teacher_key: str,
+            moments: Optional[List[Tuple[Tensor, Tensor]]] = None) -> Any:
         """One Avatar as the loss sees it: through the teacher connector,
-        in float32, standardised where ``normalize`` says."""
+        in float32, standardised where ``normalize`` says; ``moments``, its
+        levels' per-channel ``(mean, var)``, are used only when no
+        connector changes the Avatar."""
         std_teacher = self.normalize in ('both', 'teacher')
+        if connector or connector_idx is not None:
+            moments = None
         if std_teacher and at == 'record':
-            avatar = self._standardize(avatar, loss_name, teacher_key)
+            avatar = self._standardize(avatar, loss_name, teacher_key, moments)
         avatar = self._connect(avatar, connector, connector_idx)
         if is_tensors(avatar):
             avatar = map_record(avatar, to_fp32)
             if std_teacher and at == 'loss':
-                avatar = self._standardize(avatar, loss_name, teacher_key)
+                avatar = self._standardize(avatar, loss_name, teacher_key,
+                                           moments)
         return avatar
 
     def _resolve_normalize_at(

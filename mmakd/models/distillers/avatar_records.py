@@ -4,6 +4,7 @@ their description in errors, and the base loss's errors with the config
 key."""
 from typing import Any, Callable, Dict, List, Tuple, Union
 
+import torch
 from torch import Tensor
 
 __all__ = [
@@ -58,7 +59,8 @@ def log_name(loss_name: str) -> str:
 
 
 def to_fp32(t: Tensor) -> Tensor:
-    return t.float()
+    """At least float32: half precision up, float64 kept."""
+    return t if t.dtype == torch.float64 else t.float()
 
 
 def per_channel(t: Tensor) -> int:

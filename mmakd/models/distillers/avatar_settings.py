@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from mmengine.logging import print_log
 from torch import nn
 
-from ..avatars import (DEFAULT_TAU, BaseAvatarPerturbation, build_perturbation)
+from ..avatars import DEFAULT_TAU, BaseAvatarPerturbation, build_perturbation
 from ..avatars.fusion import LossFusion, fusion_blocker, fusion_for
 
 __all__ = [
@@ -140,7 +140,7 @@ def choose_fusions(
     :mod:`mmakd.models.avatars.fusion`), ``False`` none, ``True`` all and
     fails naming the loss that has none. The choice is logged once.
     """
-    if fuse not in ('auto', True, False):
+    if not (isinstance(fuse, bool) or fuse == 'auto'):
         raise ValueError(f"{KEY}.fuse must be 'auto', True or False, got "
                          f'{fuse!r}')
     fusions: Dict[str, Optional[LossFusion]] = {}

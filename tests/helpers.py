@@ -178,16 +178,17 @@ MMRAZOR_UPSTREAM_FIXES: Dict[str, Tuple[str, Dict[str, str]]] = {
 
 
 class PerturbationSpy:
-    """Records what an Avatar perturbation module returns (its ``forward``
-    wrapped in place)."""
+    """Records the Avatars an Avatar perturbation module draws, as
+    ``(K, ...)`` stacks (its ``draw`` wrapped in place; the distiller draws
+    through it)."""
 
     def __init__(self, perturbation):
         self.outputs = []
-        original = perturbation.forward
+        original = perturbation.draw
 
-        def forward(*args, **kwargs):
+        def draw(*args, **kwargs):
             out = original(*args, **kwargs)
-            self.outputs.append(out.detach().clone())
+            self.outputs.append(out.materialize().detach().clone())
             return out
 
-        perturbation.forward = forward
+        perturbation.draw = draw

@@ -23,19 +23,20 @@ from torch import Tensor
 
 from mmakd.models.avatars import (DEFAULT_TAU, AvatarChannelDropout,
                                   AvatarDropout, AvatarGaussianNoise,
-                                  BaseAvatarPerturbation,
-                                  StrengthPerturbation, avatar_uncertainty,
-                                  avatar_weights, build_perturbation,
-                                  standardize)
+                                  BaseAvatarPerturbation, StrengthPerturbation,
+                                  avatar_uncertainty, avatar_weights,
+                                  build_perturbation, standardize)
 
 __all__ = [
-    'METRICS', 'draw_avatars', 'cycled_strengths', 'variance_factors',
-    'fused_weights', 'target_distances', 'fused_target_distance',
-    'describe_perturbation'
+    'METRICS', 'ENTROPIES', 'draw_avatars', 'cycled_strengths',
+    'variance_factors', 'fused_weights', 'target_distances',
+    'fused_target_distance', 'describe_perturbation'
 ]
 
 #: The distances :func:`target_distances` returns, in table order.
 METRICS = ('raw', 'standardized', 'cwd_kl_raw', 'cwd_kl_standardized')
+#: The entropies of CWD's fused target :func:`target_distances` returns.
+ENTROPIES = ('entropy_raw', 'entropy_standardized')
 
 PerturbationCfg = Union[Dict, List[Dict], BaseAvatarPerturbation]
 
@@ -84,8 +85,9 @@ def draw_avatars(perturbation: BaseAvatarPerturbation, teacher: Tensor,
         return perturbation(
             teacher, num_avatars=num_avatars, generator=generator)
     rounds = math.ceil(num_avatars / perturbation.num_avatars)
-    stacks = [perturbation(teacher, generator=generator)
-              for _ in range(rounds)]
+    stacks = [
+        perturbation(teacher, generator=generator) for _ in range(rounds)
+    ]
     return torch.cat(stacks)[:num_avatars]
 
 
@@ -136,15 +138,15 @@ def variance_factors(perturbation: BaseAvatarPerturbation, teacher: Tensor,
         t = teacher.double()
         dims = tuple(d for d in range(t.dim()) if d != 1)
         var = t.var(dim=dims, correction=0)
-        ratio = float(var.sum() * (t.numel() // t.shape[1]) /
-                      t.square().sum())
+        ratio = float(var.sum() * (t.numel() // t.shape[1]) / t.square().sum())
         own = [s * s * ratio for s in strengths]
     else:
         return None
     return _cycle(own, num_avatars)
 
 
-def fused_weights(teacher: Tensor, avatars: Tensor,
+def fused_weights(teacher: Tensor,
+                  avatars: Tensor,
                   tau: Optional[float] = DEFAULT_TAU) -> Tensor:
     """AKD's Avatar weights, as :class:`~mmakd.models.AvatarDistiller`
     computes them for a single-tensor record: the drift ``u_k`` of each raw
@@ -183,6 +185,11 @@ def _relative(target: Tensor, reference: Tensor) -> float:
     return float((target - reference).norm() / reference.norm())
 
 
+def _entropy_mean(p: Tensor) -> float:
+    """Mean over rows of ``H(p) = -sum p log p``, nats."""
+    return float(-torch.xlogy(p, p).sum(-1).mean())
+
+
 def _kl_mean(log_p: Tensor, q: Tensor) -> float:
     """Mean over rows of ``KL(p || q) = sum p (log p - log q)``, nats."""
     return float((log_p.exp() * (log_p - q.log())).sum(-1).mean())
@@ -202,18 +209,22 @@ def target_distances(teacher: Tensor,
         cwd_tau (float): Temperature of the CWD softmaxes. Defaults to 1.
 
     Returns:
-        dict: One float per name of :data:`METRICS`.
+        dict: One float per name of :data:`METRICS` and :data:`ENTROPIES`
+        (the mean entropy of CWD's fused target ``pbar``, raw and
+        standardised, in nats).
     """
     t = teacher.double()
     out = dict(raw=_relative(_weighted_mean(avatars.double(), weights), t))
     t_std = standardize(teacher).double()
     a_std = standardize(avatars, stacked=True).double()
     out['standardized'] = _relative(_weighted_mean(a_std, weights), t_std)
-    for name, t_x, a_x in (('cwd_kl_raw', teacher, avatars),
-                           ('cwd_kl_standardized', t_std, a_std)):
+    for space, t_x, a_x in (('raw', teacher, avatars), ('standardized', t_std,
+                                                        a_std)):
         log_p_t = _spatial_log_softmax(t_x, cwd_tau, stacked=False)
         p_a = _spatial_log_softmax(a_x, cwd_tau, stacked=True).exp()
-        out[name] = _kl_mean(log_p_t, _weighted_mean(p_a, weights))
+        p_bar = _weighted_mean(p_a, weights)
+        out[f'cwd_kl_{space}'] = _kl_mean(log_p_t, p_bar)
+        out[f'entropy_{space}'] = _entropy_mean(p_bar)
     return out
 
 
@@ -276,6 +287,11 @@ def fused_target_distance(
     - ``cwd_kl_standardized``: the same on ``std(A_k)`` and ``std(T)``,
       what CWD learns from with ``normalize=True``.
 
+    Besides, ``entropy_raw`` and ``entropy_standardized``: the mean
+    entropy ``mean_{n,c} H(pbar)`` of CWD's fused target, in nats, to
+    compare with the teacher's ``H(p_T)`` (``reference``): whether the
+    target is smoother or sharper than the teacher.
+
     Each is averaged over the repeats (``mean``) with the sample standard
     deviation over them (``std``, 0 for one repeat); ``values`` holds every
     repeat's. ``wmax_over_wmin`` is the spread of the weights, and
@@ -308,11 +324,12 @@ def fused_target_distance(
         ``seed``, ``tau``, ``cwd_tau``, ``reference`` (``kl_uniform_raw``
         and ``kl_uniform_standardized``: ``mean_{n,c} KL(p_T || uniform)``,
         how far the teacher's own softmaxes are from uniform, a scale for
-        the two KLs) and ``rows``: per ``K``, ``num_avatars``,
+        the two KLs; ``entropy_raw`` and ``entropy_standardized``: the
+        mean entropy of ``p_T``) and ``rows``: per ``K``, ``num_avatars``,
         ``strengths`` (for cycled per-Avatar strengths, else None) and
         ``{mean, std, values}`` for each of :data:`METRICS`,
-        ``wmax_over_wmin`` and ``raw_formula`` (None for other
-        perturbations).
+        :data:`ENTROPIES`, ``wmax_over_wmin`` and ``raw_formula`` (None for
+        other perturbations).
     """
     if teacher.dim() != 4:
         raise ValueError('teacher must be an (N, C, H, W) map, got shape '
@@ -330,26 +347,30 @@ def fused_target_distance(
         uniform = -math.log(log_p.shape[-1])
         reference[f'kl_uniform_{name}'] = float(
             (log_p.exp() * (log_p - uniform)).sum(-1).mean())
+        reference[f'entropy_{name}'] = _entropy_mean(log_p.exp())
     rows = []
     with torch.no_grad():
         for k in num_avatars:
-            per_metric: Dict[str, List[float]] = {m: [] for m in METRICS}
+            per_metric: Dict[str, List[float]] = {
+                m: []
+                for m in METRICS + ENTROPIES
+            }
             spread, formula = [], []
             factors = variance_factors(module, teacher, k)
             for r in range(repeats):
                 generator = _generator(seed, k, r, teacher.device)
                 avatars = draw_avatars(module, teacher, k, generator).float()
                 weights = fused_weights(teacher, avatars, tau)
-                for name, value in target_distances(teacher, avatars,
-                                                    weights,
+                for name, value in target_distances(teacher, avatars, weights,
                                                     cwd_tau).items():
                     per_metric[name].append(value)
                 spread.append(float(weights.max() / weights.min()))
                 if factors is not None:
                     w = weights.double()
                     formula.append(
-                        math.sqrt(float((w.square() * w.new_tensor(
-                            factors)).sum() / w.sum().square())))
+                        math.sqrt(
+                            float((w.square() * w.new_tensor(factors)).sum() /
+                                  w.sum().square())))
             row: Dict[str, Any] = dict(
                 num_avatars=k, strengths=cycled_strengths(module, k))
             row.update({m: _summary(v) for m, v in per_metric.items()})

@@ -2,6 +2,7 @@
 """AKD's Avatar machinery: perturbations, standardisation, drift and
 weights, and the fused targets of the losses that allow one."""
 from .avatar_channel_dropout import AvatarChannelDropout
+from .avatar_draw import AvatarDraw
 from .avatar_dropout import AvatarDropout
 from .avatar_gaussian_noise import AvatarGaussianNoise
 from .avatar_perturbation_mix import AvatarPerturbationMix
@@ -15,10 +16,10 @@ from .uncertainty import (DEFAULT_TAU, avatar_uncertainty, avatar_weights,
                           combine_uncertainty)
 
 __all__ = [
-    'BaseAvatarPerturbation', 'StrengthPerturbation', 'AvatarDropout',
-    'AvatarChannelDropout', 'AvatarGaussianNoise', 'AvatarPerturbationMix',
-    'avatar_dropout', 'avatar_channel_dropout', 'avatar_gaussian_noise',
-    'build_perturbation', 'registered_perturbations', 'channel_moments',
-    'standardize', 'avatar_uncertainty', 'combine_uncertainty',
-    'avatar_weights', 'DEFAULT_TAU'
+    'BaseAvatarPerturbation', 'StrengthPerturbation', 'AvatarDraw',
+    'AvatarDropout', 'AvatarChannelDropout', 'AvatarGaussianNoise',
+    'AvatarPerturbationMix', 'avatar_dropout', 'avatar_channel_dropout',
+    'avatar_gaussian_noise', 'build_perturbation', 'registered_perturbations',
+    'channel_moments', 'standardize', 'avatar_uncertainty',
+    'combine_uncertainty', 'avatar_weights', 'DEFAULT_TAU'
 ]

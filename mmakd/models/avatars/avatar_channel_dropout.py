@@ -25,6 +25,7 @@ class AvatarChannelDropout(StrengthPerturbation):
     """
 
     strength_name = 'p'
+    mask_channel = True
     check = staticmethod(check_probability)
     function = staticmethod(avatar_channel_dropout)
 

@@ -26,6 +26,7 @@ class AvatarDropout(StrengthPerturbation):
     """
 
     strength_name = 'p'
+    mask_channel = False
     check = staticmethod(check_probability)
     function = staticmethod(avatar_dropout)
 

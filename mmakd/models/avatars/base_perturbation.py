@@ -5,6 +5,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .avatar_draw import AvatarDraw
 from .functional import check_num_avatars
 
 __all__ = ['BaseAvatarPerturbation']
@@ -73,3 +74,18 @@ class BaseAvatarPerturbation(nn.Module, metaclass=ABCMeta):
                 f'{type(self).__name__} has one strength per Avatar for '
                 f'{self.num_avatars} Avatars; cannot draw {num_avatars}.')
         return self.perturb(x, num_avatars, generator)
+
+    def draw(self,
+             x: Tensor,
+             num_avatars: Optional[int] = None,
+             generator: Optional[torch.Generator] = None) -> AvatarDraw:
+        """Draw Avatars of ``x`` as an :class:`AvatarDraw`, which a dropout
+        keeps as boolean masks: the same Avatars as :meth:`forward` from the
+        same generator, a quarter of the memory until each is used.
+
+        Args:
+            x (Tensor): Teacher tensor, ``(N, C, *spatial)``.
+            num_avatars (int, optional): Overrides ``self.num_avatars``.
+            generator (torch.Generator, optional): Source of randomness.
+        """
+        return AvatarDraw(x, stack=self(x, num_avatars, generator))

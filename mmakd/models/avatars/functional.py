@@ -24,7 +24,8 @@ from torch import Tensor
 
 __all__ = [
     'check_probability', 'check_std', 'check_num_avatars', 'check_strengths',
-    'avatar_dropout', 'avatar_channel_dropout', 'avatar_gaussian_noise'
+    'avatar_dropout', 'avatar_channel_dropout', 'avatar_gaussian_noise',
+    'keep_masks', 'dropout_mask_shape'
 ]
 
 #: A strength for all Avatars, or one per Avatar.
@@ -119,6 +120,22 @@ def _identity(x: Tensor, num_avatars: int) -> Tensor:
     return x.unsqueeze(0).expand(num_avatars, *x.shape)
 
 
+def keep_masks(
+    x: Tensor, p: Union[float, Tuple[float, ...]], mask_shape: Tuple[int, ...],
+    generator: Optional[torch.Generator]
+) -> Tuple[Tensor, Union[float, Tensor]]:
+    """Boolean keep-masks of ``mask_shape`` drawn in one call, and the keep
+    probability ``1 - p`` (a float, or a float32 ``(K, 1, ...)`` tensor
+    when ``p`` is per Avatar). The draw is the one a mask of ``x``'s dtype
+    gets from the same generator: the same random numbers, compared with
+    the same probability."""
+    keep = 1.0 - _per_avatar(p, x, len(mask_shape))
+    masks = torch.empty(
+        mask_shape, dtype=torch.bool, device=x.device).bernoulli_(
+            keep, generator=generator)
+    return masks, keep
+
+
 def _scaled_bernoulli(x: Tensor, p: Union[float, Tuple[float, ...]],
                       mask_shape: Tuple[int, ...],
                       generator: Optional[torch.Generator]) -> Tensor:
@@ -186,12 +203,9 @@ def avatar_channel_dropout(
         Tensor: ``(K, *x.shape)`` Avatars.
     """
     p, num_avatars = check_strengths(p, check_probability, 'p', num_avatars)
-    if x.dim() < 2:
-        raise ValueError('channel dropout needs a (N, C, ...) tensor, got '
-                         f'shape {tuple(x.shape)}')
+    shape = dropout_mask_shape(x, num_avatars, channel=True)
     if _is_zero(p):
         return _identity(x, num_avatars)
-    shape = (num_avatars, x.shape[0], x.shape[1]) + (1, ) * (x.dim() - 2)
     return _scaled_bernoulli(x, p, shape, generator)
 
 
@@ -241,3 +255,15 @@ def avatar_gaussian_noise(
     if x.requires_grad and torch.is_grad_enabled():
         return x + noise * scale
     return noise.mul_(scale).add_(x)  # in place: same values
+
+
+def dropout_mask_shape(x: Tensor, num_avatars: int,
+                       channel: bool) -> Tuple[int, ...]:
+    """The keep-mask shape of :func:`avatar_dropout` (``(K, *x.shape)``) or
+    of :func:`avatar_channel_dropout` (``(K, N, C, 1, ...)``)."""
+    if not channel:
+        return (num_avatars, *x.shape)
+    if x.dim() < 2:
+        raise ValueError('channel dropout needs a (N, C, ...) tensor, got '
+                         f'shape {tuple(x.shape)}')
+    return (num_avatars, x.shape[0], x.shape[1]) + (1, ) * (x.dim() - 2)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from mmrazor.models.losses import ATLoss, L2Loss, MGDLoss, PKDLoss
 from torch import Tensor
 
-from .fusion import (LossFusion, levels_of, register_fusion, sum_squares64)
+from .fusion import LossFusion, levels_of, register_fusion, sum_squares64
 
 __all__ = ['SquaredErrorFusion']
 

@@ -157,10 +157,12 @@ class LossFusion:
 
 
 def sum64(x: Tensor) -> Tensor:
-    """The sum of ``x`` accumulated in float64: the fused value subtracts
-    two such sums that may be hundreds of times the loss (a softmax's
-    entropy against a small KL), so float32 partial sums would not do."""
-    return x.sum(dtype=torch.float64)
+    """The sum of ``x`` as float64: float32 sums of its last dimension,
+    added in float64 (``sum(dtype=torch.float64)`` would copy ``x`` to
+    float64: twice its memory, and slower)."""
+    if x.dim() < 2 or x.dtype == torch.float64:
+        return x.sum(dtype=torch.float64)
+    return x.reshape(-1, x.shape[-1]).sum(1).double().sum()
 
 
 def sum_squares64(x: Tensor) -> Tensor:

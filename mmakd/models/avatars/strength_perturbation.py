@@ -4,8 +4,10 @@ from typing import Callable, Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from .avatar_draw import AvatarDraw
 from .base_perturbation import BaseAvatarPerturbation
-from .functional import Strength, check_strengths
+from .functional import (Strength, check_strengths, dropout_mask_shape,
+                         keep_masks)
 
 __all__ = ['StrengthPerturbation']
 
@@ -32,6 +34,9 @@ class StrengthPerturbation(BaseAvatarPerturbation):
     check: Callable[[float, str], float]
     #: Draws the Avatars: ``function(x, strength, K, generator)``.
     function: Callable[..., Tensor]
+    #: For a dropout, whether it drops whole channels (its Avatars are then
+    #: drawn as boolean masks by :meth:`draw`); None for other kinds.
+    mask_channel: Optional[bool] = None
 
     def __init__(self,
                  strength: Strength,
@@ -63,3 +68,17 @@ class StrengthPerturbation(BaseAvatarPerturbation):
     def extra_repr(self) -> str:
         return (f'{self.strength_name}={self.strength}, '
                 f'num_avatars={self.num_avatars}')
+
+    def draw(self,
+             x: Tensor,
+             num_avatars: Optional[int] = None,
+             generator: Optional[torch.Generator] = None) -> AvatarDraw:
+        if self.mask_channel is None or self.is_identity:
+            return super().draw(x, num_avatars, generator)
+        if num_avatars is None:
+            num_avatars = self.num_avatars
+        elif self.per_avatar and num_avatars != self.num_avatars:
+            return super().draw(x, num_avatars, generator)  # its error
+        shape = dropout_mask_shape(x, num_avatars, self.mask_channel)
+        masks, keep = keep_masks(x, self.strength, shape, generator)
+        return AvatarDraw(x, masks=masks, keep=keep)

@@ -16,6 +16,7 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from .avatar_draw import AvatarDraw
 from .standardize import _reduce_dims, channel_moments
 
 __all__ = [
@@ -31,7 +32,7 @@ DEFAULT_TAU = 4.0
 
 def avatar_uncertainty(
         teacher: Tensor,
-        avatars: Tensor,
+        avatars: Union[Tensor, AvatarDraw],
         return_defined: bool = False,
         return_moments: bool = False) -> Union[Tensor, Tuple[Tensor, ...]]:
     """Relative drift of each Avatar's channel statistics from the teacher's.
@@ -79,7 +80,8 @@ def avatar_uncertainty(
 
     Args:
         teacher (Tensor): The vanilla teacher, ``(N, C, *spatial)``.
-        avatars (Tensor): Its Avatars, ``(K, N, C, *spatial)``.
+        avatars (Tensor | AvatarDraw): Its Avatars, ``(K, N, C,
+            *spatial)``, or as drawn by a perturbation's ``draw``.
         return_defined (bool): Also return whether ``u`` is defined.
             Defaults to False.
         return_moments (bool): Also return (last) the Avatars' per-channel
@@ -96,8 +98,11 @@ def avatar_uncertainty(
     """
     with torch.no_grad():
         mu_t, sigma_t = channel_moments(teacher)
-        var_a, mu_a = torch.var_mean(
-            avatars.float(), dim=_reduce_dims(avatars, True), correction=0)
+        if isinstance(avatars, AvatarDraw):
+            var_a, mu_a = avatars.moments()
+        else:
+            var_a, mu_a = torch.var_mean(
+                avatars.float(), dim=_reduce_dims(avatars, True), correction=0)
         sigma_a = var_a.sqrt()  # as channel_moments(avatars, stacked=True)
         drift = (mu_a - mu_t).pow(2).sum(1) + (sigma_a - sigma_t).pow(2).sum(1)
         variance = sigma_t.pow(2).sum()

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from mmakd.registry import MODELS
 from ..avatars import DEFAULT_TAU, avatar_uncertainty, avatar_weights
+from ..avatars.avatar_draw import AvatarDraw
 from ..avatars.functional import check_num_avatars
 from ..avatars.fusion import fusion_for
 from ..avatars.seeding import AvatarSeeds
@@ -230,7 +231,7 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
         return losses
 
     def _weights(self, loss_name: str, teacher_key: str, levels: List[Tensor],
-                 avatars: List[Tensor]) -> Tuple[Tensor, Tensor, List]:
+                 avatars: List[AvatarDraw]) -> Tuple[Tensor, Tensor, List]:
         """The Avatars' uncertainty, weights and per-level channel moments
         ``(mean, var)`` of shape ``(K, C)``; queues the checks."""
         per_level = [
@@ -255,7 +256,9 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
                      connector: Optional[str], connector_idx: Optional[int],
                      generator: torch.Generator) -> Dict[str, Tensor]:
         levels = [teacher] if isinstance(teacher, Tensor) else list(teacher)
-        stack = [self.perturbation(t, generator=generator) for t in levels]
+        stack = [
+            self.perturbation.draw(t, generator=generator) for t in levels
+        ]
         uncertainty, weights, moments = self._weights(loss_name, teacher_key,
                                                       levels, stack)
         at, values = self._resolve_normalize_at(loss_name, mapping,
@@ -321,7 +324,7 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
                 f'fused={fused}')
 
 
-def _pick(teacher: Record, stack: List[Tensor], k: int) -> Record:
+def _pick(teacher: Record, stack: List[AvatarDraw], k: int) -> Record:
     """Avatar ``k`` of a stack per level, shaped as the teacher record."""
     return stack[0][k] if isinstance(teacher, Tensor) else \
         type(teacher)(a[k] for a in stack)

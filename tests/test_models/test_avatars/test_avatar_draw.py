@@ -1,0 +1,92 @@
+# Copyright (c) mmakd contributors. All rights reserved.
+"""A perturbation's ``draw`` gives the Avatars of its ``forward``, bit for
+bit, and their statistics as ``avatar_uncertainty`` takes them from the
+stack; dropouts keep boolean masks."""
+import pytest
+import torch
+
+from mmakd.models.avatars import (AvatarChannelDropout, AvatarDraw,
+                                  AvatarDropout, AvatarGaussianNoise,
+                                  AvatarPerturbationMix, avatar_uncertainty)
+
+PERTURBATIONS = {
+    'dropout':
+    lambda: AvatarDropout(p=0.1, num_avatars=8),
+    'dropout_per_avatar':
+    lambda: AvatarDropout(p=(0.05, 0.1, 0.2, 0.4)),
+    'channel':
+    lambda: AvatarChannelDropout(p=0.3, num_avatars=4),
+    'channel_per_avatar':
+    lambda: AvatarChannelDropout(p=(0.1, 0.5)),
+    'noise':
+    lambda: AvatarGaussianNoise(std=(0.1, 0.2, 0.3)),
+    'mix':
+    lambda: AvatarPerturbationMix([
+        dict(type='AvatarDropout', p=0.1, num_avatars=2),
+        dict(type='AvatarGaussianNoise', std=0.2)
+    ]),
+    'identity':
+    lambda: AvatarDropout(p=0.0, num_avatars=3),
+}
+SHAPES = [(8, 64, 16, 16), (2, 19, 9, 13), (4, 6)]
+
+
+def _pair(name, shape, dtype=torch.float32):
+    module = PERTURBATIONS[name]()
+    x = torch.randn(shape).relu().to(dtype)
+    g = torch.Generator().manual_seed(7)
+    stack = module(x, generator=g)
+    after_forward = torch.rand(3, generator=g)
+    g.manual_seed(7)
+    drawn = module.draw(x, generator=g)
+    after_draw = torch.rand(3, generator=g)
+    assert torch.equal(after_forward, after_draw)  # same stream consumed
+    return module, x, stack, drawn
+
+
+@pytest.mark.parametrize('shape', SHAPES)
+@pytest.mark.parametrize('name', sorted(PERTURBATIONS))
+def test_draw_gives_the_avatars_of_forward_bit_for_bit(name, shape):
+    if name.startswith('channel') and len(shape) < 2:
+        pytest.skip('channel dropout needs (N, C, ...)')
+    module, x, stack, drawn = _pair(name, shape)
+    assert isinstance(drawn, AvatarDraw)
+    assert len(drawn) == module.num_avatars == stack.shape[0]
+    for k in range(len(drawn)):
+        assert torch.equal(drawn[k], stack[k]), k
+    # the Avatars' statistics: equal to those of the stack, bit for bit
+    u_stack = avatar_uncertainty(x, stack)
+    u_drawn = avatar_uncertainty(x, drawn)
+    assert torch.equal(u_stack, u_drawn)
+
+
+@pytest.mark.parametrize('name', ['dropout', 'channel_per_avatar'])
+def test_dropouts_keep_boolean_masks(name):
+    module, x, stack, drawn = _pair(name, SHAPES[0])
+    assert drawn.stack is None and drawn.masks.dtype == torch.bool
+    # a quarter of a float32 stack at most (one mask per channel for
+    # channel dropout)
+    assert drawn.masks.numel() * drawn.masks.element_size() <= \
+        stack.numel() * stack.element_size() // 4
+    # kept fraction near 1 - p per Avatar
+    kept = drawn.masks.float().flatten(1).mean(1)
+    expected = 1 - torch.tensor(
+        module.p if isinstance(module.p, tuple) else (module.p, ) * len(kept))
+    assert torch.allclose(kept, expected, atol=0.05)
+
+
+def test_draw_in_bfloat16_matches_forward():
+    _, x, stack, drawn = _pair('dropout_per_avatar', SHAPES[1], torch.bfloat16)
+    for k in range(len(drawn)):
+        assert torch.equal(drawn[k], stack[k])
+
+
+def test_per_avatar_strengths_fix_k_in_draw():
+    module = AvatarDropout(p=(0.1, 0.2))
+    with pytest.raises(ValueError, match='one strength per Avatar'):
+        module.draw(torch.ones(2, 3), num_avatars=3)
+
+
+def test_a_draw_needs_a_stack_or_masks():
+    with pytest.raises(ValueError, match='stack or as masks'):
+        AvatarDraw(torch.ones(2, 3))

@@ -45,7 +45,11 @@ class AvatarDraw:
         if self.stack is not None:
             return self.stack[k]
         keep = self.keep if isinstance(self.keep, float) else self.keep[k]
-        return self.x * self.masks[k].to(self.x.dtype).div_(keep)
+        scale = self.masks[k].to(self.x.dtype).div_(keep)
+        if scale.shape != self.x.shape or (self.x.requires_grad
+                                           and torch.is_grad_enabled()):
+            return self.x * scale
+        return scale.mul_(self.x)  # in place: the same values as x * scale
 
     def materialize(self) -> Tensor:
         """All Avatars as one ``(K, *x.shape)`` stack."""

@@ -72,7 +72,9 @@ class MasKDFusion(LossFusion):
                 mask_s = loss.masks(student)
             omega_sum = numerator = None
             g_sum = weights.new_zeros((), dtype=torch.float64)
-            for w, avatar in zip(weights, avatars):
+            draws = iter(avatars)
+            for w in weights:
+                avatar = next(draws)
                 if student.shape != avatar.shape or avatar.dim() != 4 \
                         or avatar.shape[1] != loss.channels:
                     loss(student, avatar)  # its own error
@@ -85,7 +87,7 @@ class MasKDFusion(LossFusion):
                     omega_sum.add_(omega)
                     numerator.add_(weighted)
             del avatar, omega, weighted
-            avatars = None  # noqa: F841  (the iterator may hold the stack)
+            avatars = draws = None  # noqa: F841  (they may hold the stack)
             fused = numerator / omega_sum.clamp_min(
                 torch.finfo(numerator.dtype).tiny)
             gap = g_sum - sum64(omega_sum * fused.square())

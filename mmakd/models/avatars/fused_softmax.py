@@ -22,7 +22,7 @@ class SoftmaxKLFusion(LossFusion):
     def distributions(self, x: Tensor) -> Tuple[Tensor, int]:
         """``x`` scaled by the temperature, laid out for the softmax, and
         the softmax dimension."""
-        return x / self.loss.tau, 1
+        return _over_tau(x, self.loss.tau), 1
 
     def scale(self, student: Tensor) -> float:
         """``c``: the loss's constant factor, for this student input."""
@@ -35,9 +35,11 @@ class SoftmaxKLFusion(LossFusion):
                 avatar: Tensor) -> Tuple[List[Tensor], Tensor]:
         self.check(student, avatar)
         logits, dim = self.distributions(avatar)
+        del avatar  # the Avatar may go once its softmax is taken
         log_p = F.log_softmax(logits, dim=dim)
+        del logits
         p = log_p.exp()
-        return [p], self.scale(student) * sum64(p * log_p)
+        return [p], self.scale(student) * sum64(log_p.mul_(p))
 
     def self_term(self, student: Tensor, targets: List[Tensor]) -> Tensor:
         return self.scale(student) * sum64(torch.xlogy(targets[0], targets[0]))
@@ -59,7 +61,7 @@ class CWDFusion(SoftmaxKLFusion):
 
     def distributions(self, x: Tensor) -> Tuple[Tensor, int]:
         h, w = x.shape[-2:]
-        return x.reshape(-1, w * h) / self.loss.tau, 1
+        return _over_tau(x.reshape(-1, w * h), self.loss.tau), 1
 
     def scale(self, student: Tensor) -> float:
         n, c = student.shape[:2]
@@ -98,8 +100,13 @@ class MGKDGranularityFusion(SoftmaxKLFusion):
             self.loss(student, avatar)
 
     def distributions(self, x: Tensor) -> Tuple[Tensor, int]:
-        return x.float() / self.loss.tau, 1
+        return _over_tau(x.float(), self.loss.tau), 1
 
     def scale(self, student: Tensor) -> float:
         positions = student.numel() // student.shape[1]
         return self.loss.loss_weight * self.loss.tau**2 / positions
+
+
+def _over_tau(x: Tensor, tau: float) -> Tensor:
+    """``x / tau``; ``x`` itself at ``tau = 1`` (no copy)."""
+    return x if tau == 1 else x / tau

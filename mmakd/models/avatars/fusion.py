@@ -134,8 +134,11 @@ class LossFusion:
         sums: Optional[List[Tensor]] = None
         g_sum = weights.new_zeros((), dtype=torch.float64)
         with torch.no_grad():
-            for w, avatar in zip(weights, avatars):
-                targets, g = self.targets(student, avatar)
+            draws = iter(avatars)
+            for w in weights:
+                # no reference kept here (a zip would keep the last item):
+                # targets() may free the Avatar as it goes
+                targets, g = self.targets(student, next(draws))
                 if sums is None:
                     sums = [t * w for t in targets]
                 else:
@@ -143,8 +146,8 @@ class LossFusion:
                         s.addcmul_(t, w)
                 g_sum += w.double() * g
             # drop the last Avatar and the iterator (it may hold the stack)
-            del targets, avatar
-            avatars = None  # noqa: F841
+            del targets
+            avatars = draws = None  # noqa: F841
             # One W everywhere, so that the target-only terms of the fused
             # loss and of the gap cancel exactly (for a KL they are about
             # the entropy, often 100x the loss); W in float64 first, as the

@@ -288,10 +288,14 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
                 moments_k = [(m[k], v[k]) for m, v in moments] if fusion \
                     else None
                 with torch.autocast(**autocast):  # connectors as the model
-                    avatar = self._avatar_input(
-                        _pick(teacher, stack, k), connector, connector_idx, at,
-                        loss_name, teacher_key, moments_k)
-                yield avatar  # outside: autocast state is global
+                    avatar = [
+                        self._avatar_input(
+                            _pick(teacher, stack, k), connector, connector_idx,
+                            at, loss_name, teacher_key, moments_k)
+                    ]
+                # outside autocast (its state is global), holding no
+                # reference while the consumer uses the Avatar
+                yield avatar.pop()
 
         with torch.autocast(device_type=device, enabled=False):
             try:

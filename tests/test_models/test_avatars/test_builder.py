@@ -5,7 +5,7 @@ an inherited dict names the stale argument and ``_delete_=True``."""
 import pytest
 
 from mmakd.models.avatars import (AvatarDropout, AvatarGaussianNoise,
-                                        build_perturbation)
+                                  build_perturbation)
 
 KEY = 'model.distiller.avatars.perturbation'
 

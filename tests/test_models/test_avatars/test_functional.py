@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmakd.models.avatars import (avatar_channel_dropout, avatar_dropout,
-                                        avatar_gaussian_noise)
+                                  avatar_gaussian_noise)
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -3,9 +3,8 @@ import pytest
 import torch
 
 from mmakd.models.avatars import (AvatarChannelDropout, AvatarDropout,
-                                        AvatarGaussianNoise,
-                                        AvatarPerturbationMix,
-                                        build_perturbation)
+                                  AvatarGaussianNoise, AvatarPerturbationMix,
+                                  build_perturbation)
 from mmakd.registry import MODELS
 
 

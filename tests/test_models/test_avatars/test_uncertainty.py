@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from mmakd.models.avatars import avatar_dropout
-from mmakd.models.avatars import (avatar_uncertainty, avatar_weights,
-                                channel_moments, combine_uncertainty,
-                                standardize)
+from mmakd.models.avatars import (avatar_dropout, avatar_uncertainty,
+                                  avatar_weights, channel_moments,
+                                  combine_uncertainty, standardize)
 
 # T has N=2, C=2, H=1, W=2.
 #   channel 0 holds 1, 3 | 5, 7: mean 4, variance (9+1+1+9)/4 = 5

@@ -280,8 +280,9 @@ def test_flags_copied_from_an_accelerator_are_read_once_arrived(
     assert [m for m in warnings_logged if KEY in m] == []
     assert len(distiller.teacher_checks.undefined_reads) == 1
     # a second entry for the same loss is not staged while one waits
-    distiller.teacher_checks.watch_undefined('loss_kd', 't_feature', [torch.ones(4, 6)],
-                               [torch.tensor(False)])
+    distiller.teacher_checks.watch_undefined('loss_kd', 't_feature',
+                                             [torch.ones(4, 6)],
+                                             [torch.tensor(False)])
     assert len(distiller.teacher_checks.undefined_reads) == 1
     event.done = True
     distiller.teacher_checks.read_undefined()

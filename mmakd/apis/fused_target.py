@@ -329,7 +329,8 @@ def fused_target_distance(
         ``strengths`` (for cycled per-Avatar strengths, else None) and
         ``{mean, std, values}`` for each of :data:`METRICS`,
         :data:`ENTROPIES`, ``wmax_over_wmin`` and ``raw_formula`` (None for
-        other perturbations).
+        other perturbations), and ``weights_mean``, each Avatar's weight
+        averaged over the draws.
     """
     if teacher.dim() != 4:
         raise ValueError('teacher must be an (N, C, H, W) map, got shape '
@@ -355,7 +356,7 @@ def fused_target_distance(
                 m: []
                 for m in METRICS + ENTROPIES
             }
-            spread, formula = [], []
+            spread, formula, weight_sums = [], [], None
             factors = variance_factors(module, teacher, k)
             for r in range(repeats):
                 generator = _generator(seed, k, r, teacher.device)
@@ -365,6 +366,9 @@ def fused_target_distance(
                                                     cwd_tau).items():
                     per_metric[name].append(value)
                 spread.append(float(weights.max() / weights.min()))
+                w64 = weights.double() / weights.double().sum()
+                weight_sums = w64 if weight_sums is None else \
+                    weight_sums + w64
                 if factors is not None:
                     w = weights.double()
                     formula.append(
@@ -375,6 +379,7 @@ def fused_target_distance(
                 num_avatars=k, strengths=cycled_strengths(module, k))
             row.update({m: _summary(v) for m, v in per_metric.items()})
             row['wmax_over_wmin'] = _summary(spread)
+            row['weights_mean'] = (weight_sums / repeats).tolist()
             row['raw_formula'] = _summary(formula) if formula else None
             rows.append(row)
             if progress:

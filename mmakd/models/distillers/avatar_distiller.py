@@ -293,6 +293,8 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
                             _pick(teacher, stack, k), connector, connector_idx,
                             at, loss_name, teacher_key, moments_k)
                     ]
+                if k == self.num_avatars - 1:
+                    del stack  # free once used, whoever keeps the generator
                 # outside autocast (its state is global), holding no
                 # reference while the consumer uses the Avatar
                 yield avatar.pop()

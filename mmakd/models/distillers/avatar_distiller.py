@@ -128,10 +128,11 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
             - ``check_finite`` (bool): Raise if a teacher input holds NaN or
               Inf. Defaults to True.
             - ``fuse`` (str | bool): ``'auto'`` (default) fuses every loss
-              that has an exact fused form and loops over the Avatars for
-              the others; ``False`` loops for all; ``True`` fails at build
-              time, naming the loss, if one has no fused form. The choice
-              per loss is logged at build.
+              that has an exact fused form when ``K > 1`` and loops over
+              the Avatars for the others; ``False`` loops for all;
+              ``True`` fuses at any ``K`` and fails at build time, naming
+              the loss, if one has no fused form. The choice per loss is
+              logged at build.
         **kwargs: ``ConfigurableDistiller`` arguments
             (``student_recorders``, ``teacher_recorders``, ``connectors``,
             ``distill_losses``, ``loss_forward_mappings``...).
@@ -170,8 +171,8 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
             }
         self.fuse = avatars.get('fuse', 'auto')
         #: Each AKD loss's fused target, or None for the per-Avatar loop.
-        self.fusions = choose_fusions(self.fuse, self.teacher_keys,
-                                      self.distill_losses,
+        self.fusions = choose_fusions(self.fuse, self.num_avatars,
+                                      self.teacher_keys, self.distill_losses,
                                       self.loss_forward_mappings,
                                       self.connectors)
         #: Where each loss is standardised, once ``'auto'`` is resolved.

@@ -128,17 +128,19 @@ def select_losses(names: Optional[List[str]], distill_losses: Dict[str, Any],
     return teacher_keys
 
 
-def choose_fusions(
-        fuse: Any, teacher_keys: Dict[str, str],
-        distill_losses: Dict[str,
-                             nn.Module], loss_forward_mappings: Dict[str,
-                                                                     Dict],
-        connectors: Dict[str, nn.Module]) -> Dict[str, Optional[LossFusion]]:
+def choose_fusions(fuse: Any, num_avatars: int,
+                   teacher_keys: Dict[str, str],
+                   distill_losses: Dict[str, nn.Module],
+                   loss_forward_mappings: Dict[str, Dict],
+                   connectors: Dict[str, nn.Module]
+                   ) -> Dict[str, Optional[LossFusion]]:  # yapf: disable
     """The fused target of each AKD loss, or None for the per-Avatar loop.
 
     ``fuse='auto'`` fuses every loss that has an exact fused form (see
-    :mod:`mmakd.models.avatars.fusion`), ``False`` none, ``True`` all and
-    fails naming the loss that has none. The choice is logged once.
+    :mod:`mmakd.models.avatars.fusion`) when ``K > 1`` (with one Avatar the
+    loss runs once anyway, and the fused form only adds work), ``False``
+    none, ``True`` all and fails naming the loss that has none. The choice
+    is logged once.
     """
     if not (isinstance(fuse, bool) or fuse == 'auto'):
         raise ValueError(f"{KEY}.fuse must be 'auto', True or False, got "
@@ -166,6 +168,8 @@ def choose_fusions(
                 'the per-Avatar loop for it.')
         if fuse is False:
             fusion, why = None, f'{KEY}.fuse=False'
+        elif fuse == 'auto' and num_avatars == 1 and fusion is not None:
+            fusion, why = None, 'K = 1: one loss call either way'
         fusions[name] = fusion
         how = 'fused target, one loss call per step' if fusion else \
             f'per-Avatar loop ({why})'

@@ -300,14 +300,17 @@ def step(distiller, student, teacher, x, name: str = 'loss_a'):
     return out, grads
 
 
-def loop_and_fused(case: Dict, avatars: Dict, dtype=torch.float32):
-    """The same step with ``fuse=False`` and ``fuse='auto'`` on copies of
+def loop_and_fused(case: Dict,
+                   avatars: Dict,
+                   dtype=torch.float32,
+                   fused='auto'):
+    """The same step with ``fuse=False`` and ``fuse=fused`` on copies of
     the same models: ``(loop distiller, its step), (fused, its step)``."""
     cfg = distiller_cfg(case['loss'], case.get('keys', ('preds_S', 'preds_T')),
                         case.get('s_connector'), case.get('t_connector'))
     runs = []
     state = None
-    for fuse in (False, 'auto'):
+    for fuse in (False, fused):
         student, teacher, x = make_nets(case.get('nets', 'maps'), dtype)
         distiller = build(cfg, dict(avatars, fuse=fuse), student, teacher,
                           state, dtype)
@@ -423,6 +426,21 @@ def test_equal_weights_fused_equals_the_loop():
     (_, loop_step), (_, fused_step) = loop_and_fused(CASES['cwd'], avatars)
     assert fused_step[0]['akd.a.w0'].item() == pytest.approx(1 / 3)
     assert_same_step(loop_step, fused_step, RTOL32)
+
+
+@pytest.mark.parametrize('case', ['cwd', 'pkd_levels', 'mgd'])
+def test_one_avatar_loops_under_auto_and_fuses_when_forced(case):
+    """With K = 1 the loss runs once either way: 'auto' keeps the plain
+    call (the fused form would only add work); fuse=True still fuses,
+    with the loop's numbers."""
+    avatars = dict(num_avatars=1)
+    (_, loop_step), (auto, auto_step) = loop_and_fused(CASES[case], avatars)
+    assert auto.fusions['loss_a'] is None
+    assert_same_step(loop_step, auto_step, 0.0)
+    (_, loop_step), (forced, forced_step) = loop_and_fused(
+        CASES[case], avatars, fused=True)
+    assert forced.fusions['loss_a'] is not None
+    assert_same_step(loop_step, forced_step, RTOL32)
 
 
 def test_fused_path_calls_the_student_side_once():

@@ -12,7 +12,7 @@ from helpers import REPO, load_tool
 
 TOOL = 'tools/analysis_tools/benchmark_distill.py'
 CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8',
-         'multi_teacher_k2', 'multi_teacher_k4')
+         'akd_k4_loop', 'akd_k8_loop', 'multi_teacher_k2', 'multi_teacher_k4')
 
 
 def bench(config, tmp_path, *extra):
@@ -35,12 +35,24 @@ def check_cases(result):
     # the targets are the ratios of the measured cases
     targets = {(t['case'], t['what']): t for t in result['targets']}
     assert set(targets) == {('akd_k1', 'step'), ('akd_k4', 'step'),
-                            ('akd_k4', 'extra peak memory'), ('ours', 'step'),
+                            ('akd_k4', 'extra peak memory'),
+                            ('akd_k8', 'step'),
+                            ('akd_k8', 'extra peak memory'), ('ours', 'step'),
                             ('ours_fused', 'step')}
     t = targets[('akd_k4', 'extra peak memory')]
     assert t['ratio'] == pytest.approx(cases['akd_k4']['peak_mem_mb'] /
                                        cases['base']['peak_mem_mb'])
     assert t['met'] == (t['ratio'] <= 1.05)
+    # the fused-target targets are against ours (same algorithm, no Avatars)
+    t = targets[('akd_k8', 'step')]
+    assert t['reference'] == 'ours' and t['limit'] == 1.12
+    assert t['ratio'] == pytest.approx(cases['akd_k8']['step_ms_median'] /
+                                       cases['ours']['step_ms_median'])
+    assert {(u['case'], u['reference'], u['limit'])
+            for u in result['targets']
+            if u['reference'] == 'ours'} == {('akd_k4', 'ours', 1.08),
+                                             ('akd_k8', 'ours', 1.12),
+                                             ('akd_k8', 'ours', 1.10)}
     for name in CASES:
         case = cases[name]
         assert case['n'] == 2
@@ -59,8 +71,8 @@ def check_cases(result):
     assert cases['base']['peak_mem_mb'] > 0
     # AKD's finiteness checks ride on the algorithm's one synchronisation
     assert cases['ours']['host_syncs'] >= 1
-    for name in ('akd_k1', 'akd_k4', 'akd_k8', 'multi_teacher_k2',
-                 'multi_teacher_k4'):
+    for name in ('akd_k1', 'akd_k4', 'akd_k8', 'akd_k4_loop', 'akd_k8_loop',
+                 'multi_teacher_k2', 'multi_teacher_k4'):
         assert cases[name]['host_syncs'] == cases['ours']['host_syncs']
     # K real teachers against K Avatars, from the same run
     (comparison, ) = result['ensemble_vs_avatars']
@@ -90,8 +102,8 @@ def test_benchmark_segmentation_logits(tmp_path):
     base = result['cases']['base']
     assert f"| base | {base['step_ms_median']:.1f} |" in table
     for t in result['targets']:
-        assert (f"| {t['case']} / base, {t['what']} | {t['ratio']:.3f} |"
-                in table)
+        assert (f"| {t['case']} / {t['reference']}, {t['what']} | "
+                f"{t['ratio']:.3f} |" in table)
     assert 'SingleTeacherDistill' in table and TOOL in table
     ratio = result['ensemble_vs_avatars'][0]['ratio']
     assert f'multi_teacher_k4 / akd_k4 = {ratio:.3f}' in table
@@ -106,11 +118,19 @@ def test_check_targets_golden():
         akd_k4=dict(step_ms_median=111.0, peak_mem_mb=209.0))
     got = {
         (t['case'], t['what']): (t['ratio'], t['met'])
-        for t in tool.check_targets(cases)
+        for t in tool.check_targets(cases) if t['reference'] == 'base'
     }
     assert got[('akd_k1', 'step')] == (pytest.approx(1.01), True)
     assert got[('akd_k4', 'step')] == (pytest.approx(1.11), False)
     assert got[('akd_k4', 'extra peak memory')] == (pytest.approx(1.045), True)
+    # fused Avatar targets against ours: 111 / 90
+    got_ours = {
+        (t['case'], t['reference'], t['what']): (t['ratio'], t['met'])
+        for t in tool.check_targets(cases)
+    }
+    assert got_ours[('akd_k4', 'ours', 'step')] == (pytest.approx(111 / 90),
+                                                    False)
+    assert not any(case == 'akd_k8' for case, _, _ in got_ours)
     # 0.9: 1.11x faster than SingleTeacherDistill
     assert got[('ours', 'step')] == (pytest.approx(0.9), True)
 
@@ -183,3 +203,23 @@ def test_ensemble_cases_are_real_ensembles_of_the_teacher():
             avatars='akd_k4',
             ratio=pytest.approx(2.4))
     ]
+
+
+def test_loop_cases_loop_and_akd_cases_fuse():
+    """akd_kK_loop is the same algorithm as akd_kK with the per-Avatar
+    loop (fuse=False); akd_kK fuses every CWD level (the default)."""
+    from mmakd.utils import load_config
+    tool = load_tool(TOOL, 'benchmark_distill')
+    cfg = load_config('configs/akd/demo/cwd_fpn_retinanet-r18-w32_'
+                      'retinanet-r18-w8_1xb8-400it_shapes-128.py')
+    cases, *_ = tool.build_cases(cfg, 'cpu', (64, 64),
+                                 ['akd_k4', 'akd_k4_loop'])
+    fused = cases['akd_k4'][0].distiller
+    looped = cases['akd_k4_loop'][0].distiller
+    assert fused.num_avatars == looped.num_avatars == 4
+    assert fused.fuse == 'auto' and looped.fuse is False
+    assert all(f is not None for f in fused.fusions.values())
+    assert all(f is None for f in looped.fusions.values())
+    assert set(fused.fusions) == set(
+        looped.fusions) == {f'loss_cwd_fpn{i}'
+                            for i in range(3)}

@@ -10,6 +10,7 @@ batches of its training dataloader or on generated ones (``fake_data``).
 """
 import contextlib
 import copy
+import itertools
 import logging
 import math
 import os
@@ -457,6 +458,31 @@ class _LossInputs:
                 self._hook(name), with_kwargs=True)
             for name, module in distiller.distill_losses.items()
         ]
+        # a fused AKD loss does not call its module: its fused target
+        # receives the student input and the Avatars as the loss would
+        self.fusions = []
+        for name, fusion in getattr(distiller, 'fusions', {}).items():
+            if fusion is not None:
+                teacher_key = distiller.teacher_keys[name]
+                (student_key, ) = (
+                    k for k in distiller.loss_forward_mappings[name]
+                    if k != teacher_key)
+                fusion.fused_loss = self._fused(name, fusion.fused_loss,
+                                                student_key, teacher_key)
+                self.fusions.append(fusion)
+
+    def _fused(self, name: str, fused_loss: Callable, student_key: str,
+               teacher_key: str) -> Callable:
+
+        def fused(student, avatars, weights):
+            if name not in self.inputs:
+                avatars = iter(avatars)
+                first = next(avatars)
+                self.inputs[name] = {student_key: student, teacher_key: first}
+                avatars = itertools.chain([first], avatars)
+            return fused_loss(student, avatars, weights)
+
+        return fused
 
     def _hook(self, name: str) -> Callable:
 
@@ -471,6 +497,8 @@ class _LossInputs:
     def close(self) -> None:
         for handle in self.handles:
             handle.remove()
+        for fusion in self.fusions:
+            del fusion.fused_loss  # the class's own again
 
 
 def _split_losses(

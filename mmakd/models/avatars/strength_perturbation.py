@@ -73,7 +73,10 @@ class StrengthPerturbation(BaseAvatarPerturbation):
              x: Tensor,
              num_avatars: Optional[int] = None,
              generator: Optional[torch.Generator] = None) -> AvatarDraw:
-        if self.mask_channel is None or self.is_identity:
+        own_perturb = 'perturb' not in vars(self) and \
+            type(self).perturb is StrengthPerturbation.perturb
+        if self.mask_channel is None or self.is_identity or not own_perturb:
+            # the masks reproduce only the class's own perturb
             return super().draw(x, num_avatars, generator)
         if num_avatars is None:
             num_avatars = self.num_avatars

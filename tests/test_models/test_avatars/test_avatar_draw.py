@@ -90,3 +90,21 @@ def test_per_avatar_strengths_fix_k_in_draw():
 def test_a_draw_needs_a_stack_or_masks():
     with pytest.raises(ValueError, match='stack or as masks'):
         AvatarDraw(torch.ones(2, 3))
+
+
+def test_draw_follows_an_overridden_perturb():
+    """Masks reproduce only the class's own perturb: an override (in a
+    subclass or on the instance) is drawn through forward."""
+
+    class Halved(AvatarDropout):
+
+        def perturb(self, x, num_avatars, generator):
+            return (x / 2).expand(num_avatars, *x.shape)
+
+    x = torch.ones(2, 3, 4)
+    drawn = Halved(p=0.1, num_avatars=2).draw(x)
+    assert drawn.masks is None and torch.equal(drawn[1], x / 2)
+    module = AvatarDropout(p=0.1, num_avatars=3)
+    module.perturb = lambda x, k, g: (x * 3).expand(k, *x.shape)
+    drawn = module.draw(x)
+    assert drawn.masks is None and torch.equal(drawn[2], x * 3)

@@ -230,7 +230,9 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
             student.data_preprocessor.size is not None:
         student.data_preprocessor.size = tuple(size)  # no padding to crop
 
-    def algorithm(kind: str, k: int = 0, fuse: bool = False,
+    def algorithm(kind: str,
+                  k: int = 0,
+                  fuse: bool = False,
                   loop: bool = False):
         s, t = copy.deepcopy(student), copy.deepcopy(teacher)
         dist = copy.deepcopy(distiller_cfg)

@@ -6,8 +6,7 @@ from mmrazor.models.architectures.connectors.base_connector import \
     BaseConnector
 
 from mmakd.registry import MODELS
-from ..avatars import (BaseAvatarPerturbation, build_perturbation,
-                       standardize)
+from ..avatars import BaseAvatarPerturbation, build_perturbation, standardize
 
 __all__ = ['AvatarConnector']
 

@@ -13,7 +13,6 @@ target lies from the teacher, per ``K``, in the spaces the shipped losses
 learn in; ``tools/analysis_tools/fused_target_distance.py`` runs it on a
 trained detector's FPN features.
 """
-import hashlib
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -26,6 +25,7 @@ from mmakd.models.avatars import (DEFAULT_TAU, AvatarChannelDropout,
                                   BaseAvatarPerturbation, StrengthPerturbation,
                                   avatar_uncertainty, avatar_weights,
                                   build_perturbation, standardize)
+from mmakd.models.avatars.seeding import seeded_generator
 
 __all__ = [
     'METRICS', 'ENTROPIES', 'draw_avatars', 'cycled_strengths',
@@ -232,12 +232,8 @@ def _generator(seed: int, num_avatars: int, repeat: int,
                device: torch.device) -> torch.Generator:
     """A generator for one (seed, K, repeat): the same Avatars whatever the
     other ``K`` measured."""
-    digest = hashlib.blake2b(
-        f'fused-target/{seed}/{num_avatars}/{repeat}'.encode(),
-        digest_size=8).digest()
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int.from_bytes(digest, 'little') >> 1)
-    return generator
+    return seeded_generator(f'fused-target/{seed}/{num_avatars}/{repeat}',
+                            device)
 
 
 def _summary(values: Sequence[float]) -> Dict[str, Any]:

@@ -174,10 +174,7 @@ def avatar_dropout(x: Tensor,
     Returns:
         Tensor: ``(K, *x.shape)`` Avatars.
     """
-    p, num_avatars = check_strengths(p, check_probability, 'p', num_avatars)
-    if _is_zero(p):
-        return _identity(x, num_avatars)
-    return _scaled_bernoulli(x, p, (num_avatars, *x.shape), generator)
+    return _dropout(x, p, num_avatars, generator, channel=False)
 
 
 def avatar_channel_dropout(
@@ -202,8 +199,15 @@ def avatar_channel_dropout(
     Returns:
         Tensor: ``(K, *x.shape)`` Avatars.
     """
+    return _dropout(x, p, num_avatars, generator, channel=True)
+
+
+def _dropout(x: Tensor, p: Strength, num_avatars: Optional[int],
+             generator: Optional[torch.Generator], channel: bool) -> Tensor:
+    """The two dropouts: checked strengths, identity at ``p = 0``, else one
+    scaled Bernoulli draw of the mask shape."""
     p, num_avatars = check_strengths(p, check_probability, 'p', num_avatars)
-    shape = dropout_mask_shape(x, num_avatars, channel=True)
+    shape = dropout_mask_shape(x, num_avatars, channel)
     if _is_zero(p):
         return _identity(x, num_avatars)
     return _scaled_bernoulli(x, p, shape, generator)

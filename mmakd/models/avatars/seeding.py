@@ -7,7 +7,7 @@ import torch
 from mmengine.dist import get_rank
 from mmengine.logging import MessageHub
 
-__all__ = ['AvatarSeeds']
+__all__ = ['AvatarSeeds', 'seeded_generator']
 
 
 class AvatarSeeds:
@@ -42,9 +42,14 @@ class AvatarSeeds:
             last_iter, count = self.state
             call = count if last_iter == iteration else 0
             self.state = (iteration, call + 1)
-        digest = hashlib.blake2b(
-            f'akd/{seed}/{iteration}/{get_rank()}/{call}'.encode(),
-            digest_size=8).digest()
-        generator = torch.Generator(device=device)
-        generator.manual_seed(int.from_bytes(digest, 'little') >> 1)
-        return generator
+        return seeded_generator(f'akd/{seed}/{iteration}/{get_rank()}/{call}',
+                                device)
+
+
+def seeded_generator(key: str, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded by a hash of ``key``: the same key,
+    the same stream, whatever else was drawn before."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int.from_bytes(digest, 'little') >> 1)
+    return generator

@@ -136,12 +136,8 @@ class TeacherChecks:
             level=logging.WARNING)
 
     def pending_flags(self) -> List[Tensor]:
-        """0-dim bool tensors, one per AKD loss of the last
-        :meth:`compute_distill_losses`: whether its teacher input (hence its
-        Avatars' statistics) is finite. Reading them costs a
-        device-to-host synchronisation; an algorithm that sets
-        ``defer_finite_check`` reads them with its own flags at once and
-        calls :meth:`check_teacher_finite` only when one is False."""
+        """The finiteness flags of the last call, one 0-dim bool tensor per
+        AKD loss (see ``AvatarDistiller.pending_finite_flags``)."""
         return [flag for *_, flag in self.finite]
 
     def check_finite(self) -> None:

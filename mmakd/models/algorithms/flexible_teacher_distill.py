@@ -1,7 +1,7 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Single-teacher distillation that takes models from anywhere and runs
 the teacher only as far as its recorders need."""
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import MessageHub, print_log
@@ -14,6 +14,8 @@ from mmrazor.models.utils import add_prefix
 from torch import nn
 
 from mmakd.registry import MODELS
+from ..avatars.base_teacher_avatars import BaseTeacherAvatars
+from ..avatars.teacher_avatars import record_teacher_avatars
 from ..utils.fuse import fuse_frozen_conv_bn
 from ..utils.model_spec import build_model_from_spec
 from ..utils.preprocessor import check_preprocessors_match
@@ -26,6 +28,8 @@ __all__ = ['FlexibleTeacherDistill']
 ModelSpec = Union[BaseModel, Dict[str, Any]]
 
 TEACHER_FORWARDS = ('auto', 'feat', 'tensor', 'loss')
+#: Config key of AKD's settings.
+AVATARS_KEY = 'model.distiller.avatars'
 #: Parts of a model that ``extract_feat`` runs.
 FEAT_PARTS = ('backbone', 'neck')
 
@@ -275,6 +279,7 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         self.fuse_teacher_conv_bn = fuse_teacher_conv_bn
         if fuse_teacher_conv_bn:
             self.fused_teacher_convs = self._fuse_teacher()
+        self._attach_avatar_source()
         self._records_checked = False
         if check_shapes:
             self._check_record_shapes()
@@ -340,6 +345,35 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             f'layers of {name} into their convolutions',
             logger='current')
         return fused
+
+    def _avatar_source(self) -> Optional[BaseTeacherAvatars]:
+        """The distiller's Avatars if they run the teacher, else None."""
+        source = getattr(self.distiller, 'perturbation', None)
+        return source if getattr(source, 'runs_teacher', False) else None
+
+    def _attach_avatar_source(self,
+                              forwards: Sequence[str] = ()) -> None:
+        """Check that Avatars which run the teacher can, and prepare every
+        teacher for them (``forwards``: other teachers' forwards)."""
+        source = self._avatar_source()
+        if source is None:
+            return
+        key = f'{AVATARS_KEY}.perturbation'
+        name = type(source).__name__
+        if self.teacher_trainable:
+            raise ValueError(
+                f'{key}: {name} runs the frozen teacher several times; '
+                'model.teacher_trainable=True cannot train it that way.')
+        if 'loss' in (self.teacher_forward, *forwards):
+            raise ValueError(
+                f"{key}: {name} runs the teacher on batches of its own, "
+                'without data samples, which needs a truncated teacher '
+                "forward ('feat' or 'tensor'); model.teacher_forward is "
+                "'loss' here (a recorder outside the backbone, neck and "
+                'heads, or deliveries): record from modules those forwards '
+                'run.')
+        teachers = getattr(self, 'teachers', None) or [self.teacher]
+        source.attach(teachers, key)
 
     def _check_record_shapes(self) -> None:
         """Dry run on a random 2x3x64x64 batch; see ``check_shapes``."""
@@ -436,8 +470,17 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         if self.teacher_trainable:
             with self.distiller.teacher_recorders, self.distiller.deliveries:
                 return self.teacher(batch_inputs, data_samples, mode='loss')
+        source = self._avatar_source()
         with torch.no_grad():
-            self._record_teachers(batch_inputs, data_samples)
+            if source is None:
+                self._record_teachers(batch_inputs, data_samples)
+            else:
+                generator = self.distiller.avatar_seeds.generator(
+                    batch_inputs.device)
+                self.distiller.teacher_avatars = record_teacher_avatars(
+                    source, lambda x: self._record_teachers(x, None),
+                    batch_inputs, self.distiller.teacher_recorders,
+                    generator)
         if not self._records_checked and self.teacher_forward != 'loss':
             self._check_teacher_records()
         return {}

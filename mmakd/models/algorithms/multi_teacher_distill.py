@@ -203,6 +203,7 @@ class MultiTeacherDistill(FlexibleTeacherDistill):
             self._add_teacher(i, spec, teacher_ckpts[i], teacher_ckpt_strict,
                               teacher_forward, distiller)
         self.train(self.training)
+        self._attach_avatar_source(self._other_forwards)
         if check_shapes:
             self._check_record_shapes()
 

@@ -47,7 +47,13 @@ class AvatarPerturbationMix(BaseAvatarPerturbation):
             if isinstance(cfg, (list, tuple)):
                 raise TypeError(f'{key}[{i}] is a list; give one flat list '
                                 'of perturbation dicts.')
-            members.append(build_perturbation(cfg, f'{key}[{i}]'))
+            member = build_perturbation(cfg, f'{key}[{i}]')
+            if member.runs_teacher:
+                raise TypeError(
+                    f'{key}[{i}]: {type(member).__name__} draws Avatars by '
+                    'running the teacher and cannot be mixed with '
+                    'perturbations of its records; give it alone.')
+            members.append(member)
         super().__init__(sum(m.num_avatars for m in members))
         self.perturbations = nn.ModuleList(members)
 

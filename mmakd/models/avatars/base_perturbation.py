@@ -33,6 +33,11 @@ class BaseAvatarPerturbation(nn.Module, metaclass=ABCMeta):
             ``forward`` is given another count. Defaults to 1.
     """
 
+    #: Whether the Avatars come from running the teacher itself (views of
+    #: the input, dropout inside it) rather than from its recorded tensors
+    #: (:class:`~mmakd.models.avatars.BaseTeacherAvatars`).
+    runs_teacher = False
+
     def __init__(self, num_avatars: int = 1) -> None:
         super().__init__()
         self.num_avatars = check_num_avatars(num_avatars)

@@ -56,6 +56,12 @@ class AvatarConnector(BaseConnector):
         super().__init__(init_cfg=init_cfg)
         self.perturbation = build_perturbation(perturbation,
                                                'AvatarConnector.perturbation')
+        if self.perturbation is not None and self.perturbation.runs_teacher:
+            raise TypeError(
+                f'AvatarConnector.perturbation: '
+                f'{type(self.perturbation).__name__} runs the teacher, which '
+                'a connector cannot; use AvatarDistiller with '
+                'avatars.perturbation set to it.')
         if self.perturbation is not None \
                 and self.perturbation.num_avatars != 1:
             raise ValueError(

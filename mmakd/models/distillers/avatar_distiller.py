@@ -1,6 +1,7 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """AKD's distiller: K Avatars per loss, uncertainty weights, logging."""
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmrazor.models.distillers import ConfigurableDistiller
@@ -12,6 +13,8 @@ from ..avatars.avatar_draw import AvatarDraw
 from ..avatars.functional import check_num_avatars
 from ..avatars.fusion import fusion_for
 from ..avatars.seeding import AvatarSeeds
+from ..avatars.teacher_avatars import (TeacherAvatarRecords,
+                                       teacher_avatar_draws)
 from ..avatars.teacher_checks import TeacherChecks
 from ..avatars.uncertainty import combine_uncertainty
 from .avatar_inputs import AvatarInputsMixin
@@ -183,6 +186,10 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
         self.teacher_checks = TeacherChecks(self.loss_forward_mappings,
                                             self.log_names, self.num_avatars)
         self.avatar_seeds = AvatarSeeds()
+        #: Set by the algorithm each iteration when the Avatars run the
+        #: teacher (views, in-network dropout): the ``K`` Avatars' records
+        #: per teacher recorder; read once by :meth:`compute_distill_losses`.
+        self.teacher_avatars: Optional[TeacherAvatarRecords] = None
 
     def pending_finite_flags(self) -> List[Tensor]:
         """0-dim bool tensors, one per AKD loss of the last
@@ -204,6 +211,14 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
         losses: Dict[str, Tensor] = dict()
         generator = None
         self.teacher_checks.finite = []
+        recorded, self.teacher_avatars = self.teacher_avatars, None
+        if self.perturbation.runs_teacher and recorded is None:
+            raise RuntimeError(
+                f'{KEY}.perturbation: {type(self.perturbation).__name__} '
+                'draws Avatars by running the teacher, and no Avatars were '
+                "recorded: use mmakd's model.type='FlexibleTeacherDistill' "
+                "(or 'MultiTeacherDistill'), which runs the teacher for "
+                "them (MMRazor's SingleTeacherDistill runs it once).")
         for loss_name, mapping in self.loss_forward_mappings.items():
             if loss_name not in self.teacher_keys:
                 kwargs = {k: self.get_record(**r) for k, r in mapping.items()}
@@ -220,12 +235,20 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
                     f'teacher record is {describe(teacher)}; Avatars '
                     'perturb a tensor or a tuple of tensors.')
             teacher = map_record(teacher, torch.Tensor.detach)
-            if generator is None:
-                first = teacher if isinstance(teacher, Tensor) else teacher[0]
-                generator = self.avatar_seeds.generator(first.device)
+            if recorded is not None:  # the teacher's own runs
+                draw = partial(
+                    teacher_avatar_draws, recorded[record['recorder']],
+                    record.get('record_idx', 0), record.get('data_idx'),
+                    f'loss_forward_mappings.{loss_name}.{teacher_key}')
+            else:
+                if generator is None:
+                    first = teacher if isinstance(teacher, Tensor) else \
+                        teacher[0]
+                    generator = self.avatar_seeds.generator(first.device)
+                draw = partial(self._draw, teacher, generator)
             losses.update(
                 self._avatar_loss(loss_name, mapping, teacher_key, teacher,
-                                  connector, connector_idx, generator))
+                                  connector, connector_idx, draw))
         if not self.defer_finite_check:
             self.check_teacher_finite()
         self.teacher_checks.read_undefined()
@@ -252,16 +275,24 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
             weights = avatar_weights(uncertainty, self.tau)
         return uncertainty, weights, [m for _, _, m in per_level]
 
-    def _avatar_loss(self, loss_name: str, mapping: Dict[str, Dict],
-                     teacher_key: str, teacher: Record,
-                     connector: Optional[str], connector_idx: Optional[int],
-                     generator: torch.Generator) -> Dict[str, Tensor]:
+    def _draw(self, teacher: Record, generator: torch.Generator
+              ) -> Tuple[List[AvatarDraw], List[Tensor]]:
+        """Avatars of each level of ``teacher``, drawn by the perturbation,
+        and the references of their drift (the levels)."""
         levels = [teacher] if isinstance(teacher, Tensor) else list(teacher)
-        stack = [
-            self.perturbation.draw(t, generator=generator) for t in levels
-        ]
+        return [self.perturbation.draw(t, generator=generator)
+                for t in levels], levels
+
+    def _avatar_loss(
+        self, loss_name: str, mapping: Dict[str, Dict], teacher_key: str,
+        teacher: Record, connector: Optional[str],
+        connector_idx: Optional[int],
+        draw: Callable[[], Tuple[List[AvatarDraw], List[Tensor]]]
+    ) -> Dict[str, Tensor]:
+        stack, references = draw()
         uncertainty, weights, moments = self._weights(loss_name, teacher_key,
-                                                      levels, stack)
+                                                      references, stack)
+        del references
         at, values = self._resolve_normalize_at(loss_name, mapping,
                                                 teacher_key,
                                                 _pick(teacher, stack, 0),

@@ -17,6 +17,11 @@ EXAMPLES = {
     'AvatarGaussianNoise': dict(kind='perturbation', cfg=dict(std=0.2)),
     # A list of perturbations; K is the sum of their Avatars.
     'AvatarPerturbationMix': dict(kind='perturbation mix'),
+    # Run the teacher itself (tests/test_models/test_distillers/
+    # test_avatar_distiller_teacher_sources.py); a recorded tensor is
+    # refused.
+    'TeacherViews': dict(kind='teacher source', cfg=dict(), k=2),
+    'TeacherDropout': dict(kind='teacher source', cfg=dict(p=0.2), k=4),
     'AvatarConnector': dict(kind='connector', cfg=dict()),
     'MasKDLoss': dict(kind='loss', cfg=dict(channels=C)),
     'AvatarDistiller': dict(kind='distiller'),
@@ -72,6 +77,11 @@ def test_registered_module(name):
         assert out.shape == (3, 2, C, 8, 8)
         (out * student).sum().backward()
         assert student.grad is not None and teacher.grad is None
+    elif kind == 'teacher source':
+        module = MODELS.build(dict(type=name, **example['cfg']))
+        assert module.runs_teacher and module.num_avatars == example['k']
+        with pytest.raises(TypeError, match='running the teacher'):
+            module(teacher.detach())
     elif kind == 'connector':
         module = MODELS.build(dict(type=name, **example['cfg']))
         out = module(teacher)

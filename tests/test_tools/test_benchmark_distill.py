@@ -12,7 +12,8 @@ from helpers import REPO, load_tool
 
 TOOL = 'tools/analysis_tools/benchmark_distill.py'
 CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8',
-         'akd_k4_loop', 'akd_k8_loop', 'multi_teacher_k2', 'multi_teacher_k4')
+         'akd_k4_loop', 'akd_k8_loop', 'akd_flip', 'akd_scales_flip',
+         'akd_mc4', 'multi_teacher_k2', 'multi_teacher_k4')
 
 
 def bench(config, tmp_path, *extra):
@@ -72,7 +73,8 @@ def check_cases(result):
     # AKD's finiteness checks ride on the algorithm's one synchronisation
     assert cases['ours']['host_syncs'] >= 1
     for name in ('akd_k1', 'akd_k4', 'akd_k8', 'akd_k4_loop', 'akd_k8_loop',
-                 'multi_teacher_k2', 'multi_teacher_k4'):
+                 'akd_flip', 'akd_scales_flip', 'akd_mc4', 'multi_teacher_k2',
+                 'multi_teacher_k4'):
         assert cases[name]['host_syncs'] == cases['ours']['host_syncs']
     # K real teachers against K Avatars, from the same run
     (comparison, ) = result['ensemble_vs_avatars']

@@ -23,6 +23,10 @@ rounds:
   ``avatars.fuse='auto'``);
 - ``akd_k4_loop``, ``akd_k8_loop``: the same with ``avatars.fuse=False``,
   the base loss computed once per Avatar (before fused targets);
+- ``akd_flip``, ``akd_scales_flip``, ``akd_mc4``: Avatars that run the
+  teacher: views of the input (original + flip, K = 2; scales 0.75, 1,
+  1.25 each with its flip, K = 6) and in-network dropout (p = 0.1 on the
+  backbone stages' outputs, K = 4), the teacher batched over its Avatars;
 - ``multi_teacher_k2``, ``multi_teacher_k4``: mmakd's
   ``MultiTeacherDistill`` with the same distiller and 2 or 4 copies of the
   teacher (a real ensemble: every teacher runs once per step and their
@@ -63,7 +67,8 @@ import statistics
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from mmengine.config import DictAction
@@ -83,7 +88,14 @@ from mmakd.testing import random_weights_overrides  # noqa: E402
 from mmakd.utils import load_config  # noqa: E402
 
 CASES = ('student', 'base', 'ours', 'ours_fused', 'akd_k1', 'akd_k4', 'akd_k8',
-         'akd_k4_loop', 'akd_k8_loop', 'multi_teacher_k2', 'multi_teacher_k4')
+         'akd_k4_loop', 'akd_k8_loop', 'akd_flip', 'akd_scales_flip',
+         'akd_mc4', 'multi_teacher_k2', 'multi_teacher_k4')
+#: Avatars that run the teacher, per case.
+TEACHER_SOURCES = dict(
+    akd_flip=dict(type='TeacherViews', flip=True),
+    akd_scales_flip=dict(
+        type='TeacherViews', flip=True, scales=(0.75, 1.0, 1.25)),
+    akd_mc4=dict(type='TeacherDropout', p=0.1, num_avatars=4))
 
 
 def parse_args() -> argparse.Namespace:
@@ -233,7 +245,8 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
     def algorithm(kind: str,
                   k: int = 0,
                   fuse: bool = False,
-                  loop: bool = False):
+                  loop: bool = False,
+                  source: Optional[Dict[str, Any]] = None):
         s, t = copy.deepcopy(student), copy.deepcopy(teacher)
         dist = copy.deepcopy(distiller_cfg)
         with DefaultScope.overwrite_default_scope('mmrazor'):
@@ -254,6 +267,9 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
                     num_avatars=k,
                     perturbation=dict(type='AvatarDropout', p=0.1),
                     fuse=False if loop else 'auto')
+            if source:
+                dist['type'] = 'AvatarDistiller'
+                dist['avatars'] = dict(perturbation=copy.deepcopy(source))
             return MODELS.build(
                 dict(
                     type='FlexibleTeacherDistill',
@@ -273,6 +289,10 @@ def build_cases(cfg, device: str, size: Tuple[int, int], names: List[str]):
         akd_k8=lambda: algorithm('akd', 8),
         akd_k4_loop=lambda: algorithm('akd', 4, loop=True),
         akd_k8_loop=lambda: algorithm('akd', 8, loop=True),
+        **{
+            name: partial(algorithm, 'akd', source=source)
+            for name, source in TEACHER_SOURCES.items()
+        },
         multi_teacher_k2=lambda: algorithm('multi', 2),
         multi_teacher_k4=lambda: algorithm('multi', 4))
     cases = {}

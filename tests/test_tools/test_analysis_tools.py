@@ -110,3 +110,27 @@ def test_tensorboard_switched_on_by_config(akd_run):
         'student.decode.loss_ce'
     } <= tags
     assert [e.step for e in acc.Scalars('distill.akd.cwd.w3')] == [1, 2, 3]
+
+
+def test_visualize_view_avatars(akd_run, tmp_path):
+    """Avatars that run the teacher: the image and its flip, recorded as in
+    training, weighted by their drift from their mean."""
+    image = sorted(
+        glob.glob(
+            osp.join(akd_run['data'], 'leftImg8bit', 'val', 'shapes',
+                     '*.png')))[0]
+    out = str(tmp_path / 'views.png')
+    config = DEMO_AKD.replace('/akd_cwd_', '/akd-views_cwd_')
+    result = run_python([
+        'tools/analysis_tools/visualize_avatars.py', config, akd_run['ckpt'],
+        image, '--out', out
+    ])
+    assert result.returncode == 0, result.stderr[-3000:]
+    weights = re.search(r'weights \[(.*)\]', result.stdout).group(1)
+    weights = [float(w) for w in weights.split(',')]
+    # two views, their means at equal distance from the mean: near-equal
+    # weights (their stds differ a little)
+    assert len(weights) == 2 and sum(weights) == pytest.approx(1, abs=1e-3)
+    assert weights == pytest.approx([0.5, 0.5], abs=0.05)
+    width, height = png_size(out)
+    assert width > height  # two rows of K + 1 = 3 panels

@@ -12,6 +12,8 @@ teacher file ``model.teacher_ckpt`` is then not read, else it provides the
 teacher). The image
 goes through the config's test pipeline and the teacher forward that the
 algorithm runs; the Avatars come from the distiller's own perturbation.
+Avatars that run the teacher (``TeacherViews``, ``TeacherDropout``) are
+recorded as in training, and the first panel shows their mean.
 """
 import argparse
 import os.path as osp
@@ -148,6 +150,8 @@ def main() -> None:
         raise KeyError(f'--loss {loss_name!r} is not among the AKD losses '
                        f'{list(distiller.teacher_keys)}')
     data = model.data_preprocessor(load_image(cfg, args.image), False)
+    if distiller.perturbation.runs_teacher:  # views, in-network dropout
+        return _show_teacher_runs(model, args, loss_name, data)
     with distiller.teacher_recorders, torch.no_grad():
         mode = model.teacher_forward
         if mode == 'feat':
@@ -186,6 +190,48 @@ def main() -> None:
              f'({type(distiller.perturbation).__name__}, {k} Avatars, '
              f'tau={distiller.tau})')
     draw(image.numpy(), teacher, avatars, weights.tolist(),
+         uncertainty.tolist(), channel, title, args.out)
+    print(f'wrote {args.out}: {loss_name}, channel {channel}, weights '
+          f'{[round(w, 4) for w in weights.tolist()]}')
+
+
+def _show_teacher_runs(model, args, loss_name: str, data: dict) -> None:
+    """Avatars that are runs of the teacher: recorded as in training
+    (:func:`mmakd.models.avatars.record_teacher_avatars`), weighted by
+    their drift from their mean."""
+    from mmakd.models.avatars import (record_teacher_avatars,
+                                      teacher_avatar_draws)
+    distiller = model.distiller
+    source = distiller.perturbation
+    record = distiller.loss_forward_mappings[loss_name][
+        distiller.teacher_keys[loss_name]]
+    generator = torch.Generator().manual_seed(args.seed)
+    with torch.no_grad():
+        buffers = record_teacher_avatars(
+            source, lambda x: model._record_teachers(x, None),
+            data['inputs'], distiller.teacher_recorders, generator)
+        draws, references = teacher_avatar_draws(
+            buffers[record['recorder']], record.get('record_idx', 0),
+            record.get('data_idx'), loss_name)
+    level = args.level if len(draws) > 1 else 0
+    avatars = draws[level].materialize().float()
+    reference = references[level].float()
+    if avatars.dim() != 5:
+        raise ValueError(f'{loss_name}: teacher input has shape '
+                         f'{tuple(reference.shape)}; only (N, C, H, W) maps '
+                         'can be drawn.')
+    uncertainty = avatar_uncertainty(reference, avatars)
+    k = len(avatars)
+    weights = torch.full((k, ), 1.0 / k) if distiller.tau is None else \
+        avatar_weights(uncertainty, distiller.tau)
+    channel = args.channel if args.channel is not None else int(
+        reference[0].flatten(1).var(1).argmax())
+    image = data['inputs'][0].permute(1, 2, 0).float()
+    image = ((image - image.min()) / (image.max() - image.min() + 1e-6))
+    title = (f'{osp.basename(args.config)}: {loss_name} '
+             f'({type(source).__name__}, {k} Avatars, tau={distiller.tau}; '
+             'left: their mean)')
+    draw(image.numpy(), reference, avatars, weights.tolist(),
          uncertainty.tolist(), channel, title, args.out)
     print(f'wrote {args.out}: {loss_name}, channel {channel}, weights '
           f'{[round(w, 4) for w in weights.tolist()]}')

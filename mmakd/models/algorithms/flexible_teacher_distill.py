@@ -145,6 +145,12 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
 
       If a truncated forward leaves a recorder empty, the first iteration
       fails with a message naming it.
+    * Avatars that run the teacher (``AvatarDistiller`` with
+      ``TeacherViews`` or ``TeacherDropout``): the frozen teacher runs on
+      each group of Avatars (views of the batch, or copies of it with
+      dropout inside), its records are split per Avatar and mapped back
+      (:func:`~mmakd.models.avatars.record_teacher_avatars`); they need a
+      truncated teacher forward and a frozen teacher (checked at build).
 
     Note:
         By default, like MMRazor, the teacher stays in training mode with

@@ -53,7 +53,8 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
        teacher-side connector and detached;
     2. ``K`` Avatars come from one batched perturbation of ``T`` (per
        perturbation type when several are mixed; strengths may differ per
-       Avatar);
+       Avatar), or, for a source that runs the teacher, from its ``K``
+       recorded runs;
     3. each Avatar's drift ``u_k`` (the pooled squared difference of its
        per-channel mean and std from ``T``'s, relative to ``T``'s pooled
        variance, :func:`~mmakd.models.avatars.avatar_uncertainty`) gives the
@@ -112,6 +113,12 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
               (``dict(type='AvatarDropout', p=(0.05, 0.1, 0.2, 0.4))``); a
               list of dicts mixes perturbation types
               (:class:`~mmakd.models.AvatarPerturbationMix`).
+              ``dict(type='TeacherViews', ...)`` or
+              ``dict(type='TeacherDropout', ...)`` make each Avatar a run
+              of the teacher itself (views of the input, dropout inside
+              it), recorded by mmakd's ``FlexibleTeacherDistill``; their
+              drift is taken from the Avatars' mean
+              (:class:`~mmakd.models.avatars.BaseTeacherAvatars`).
             - ``normalize`` (bool | str): ``True``/``'both'``,
               ``'student'``, ``'teacher'`` or ``False``/``'none'``.
               Defaults to True.

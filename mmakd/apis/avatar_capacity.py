@@ -16,8 +16,8 @@ from mmengine.config import Config
 from mmrazor.models.task_modules.recorder import RecorderManager
 from torch import Tensor, nn
 
-from mmakd.models.algorithms.flexible_teacher_distill import (
-    _run, shortest_forward)
+from mmakd.models.algorithms.flexible_teacher_distill import (_run,
+                                                              shortest_forward)
 from mmakd.models.avatars import (avatar_uncertainty, avatar_weights,
                                   build_perturbation, record_teacher_avatars,
                                   teacher_avatar_draws)
@@ -37,8 +37,7 @@ CAPACITY_ROWS: List[Dict[str, Any]] = [
     *[
         dict(
             name=f'dropout_k{k}',
-            perturbation=dict(
-                type='AvatarDropout', p=0.1, num_avatars=k),
+            perturbation=dict(type='AvatarDropout', p=0.1, num_avatars=k),
             label=f'feature dropout p = 0.1, K = {k}') for k in (1, 4, 8)
     ],
     *[
@@ -106,11 +105,12 @@ class AvatarMixture:
         if target not in modules:
             raise ValueError(f'target: the model has no module {target!r}')
         self.model, self.target, self.tau, self.seed = model, target, tau, seed
-        self.perturbation = build_perturbation(copy.deepcopy(perturbation),
-                                               KEY)
+        self.perturbation = build_perturbation(
+            copy.deepcopy(perturbation), KEY)
         self.manager = RecorderManager(
-            dict(t=dict(type='ModuleOutputs', source=target,
-                        _scope_='mmrazor')))
+            dict(
+                t=dict(type='ModuleOutputs', source=target,
+                       _scope_='mmrazor')))
         self.manager.initialize(model)
         self.mode = shortest_forward(model, self.manager)
         if self.mode == 'loss':
@@ -165,8 +165,8 @@ class AvatarMixture:
     def mixture(self, inputs: Tensor) -> Any:
         """The weighted mixture of the Avatars of ``target`` on ``inputs``,
         shaped as its output."""
-        generator = seeded_generator(
-            f'capacity/{self.seed}/{self.batches}', inputs.device)
+        generator = seeded_generator(f'capacity/{self.seed}/{self.batches}',
+                                     inputs.device)
         self.batches += 1
         where = f'target {self.target!r}'
         if self.perturbation.runs_teacher:
@@ -276,8 +276,10 @@ def capacity_table(config: str,
         rows=results)
 
 
-def capacity_markdown(report: Dict[str, Any], scale: float = 100.0,
-                      title: str = '', note: str = '') -> str:
+def capacity_markdown(report: Dict[str, Any],
+                      scale: float = 100.0,
+                      title: str = '',
+                      note: str = '') -> str:
     """The report as a Markdown table (metric in points with ``scale``),
     each row with its difference from the teacher's."""
     vanilla = next(

@@ -102,8 +102,7 @@ def test_identity_avatars_keep_the_teachers_miou(shapes_root, tmp_path):
             label='in-network p = 0',
             perturbation=dict(type='TeacherDropout', p=0.0, num_avatars=2)),
         dict(
-            name='flip', label='flip',
-            perturbation=dict(type='TeacherViews')),
+            name='flip', label='flip', perturbation=dict(type='TeacherViews')),
     ]
     report = capacity_table(
         DEMO_STUDENT,

@@ -12,8 +12,8 @@ from helpers import load_tool
 def test_holm_golden():
     # m = 4, sorted 0.01, 0.02, 0.03, 0.5: 4 * 0.01, 3 * 0.02, then the
     # running maximum keeps 0.06 over 2 * 0.03, and 1 * 0.5
-    assert holm_adjust([0.03, 0.5, 0.01, 0.02]) == pytest.approx(
-        [0.06, 0.5, 0.04, 0.06])
+    assert holm_adjust([0.03, 0.5, 0.01,
+                        0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
     assert holm_adjust([0.4, 0.6]) == pytest.approx([0.8, 0.8])
     # 3 * 0.7 > 1: capped at 1, and the running maximum keeps it
     assert holm_adjust([0.9, 0.8, 0.7]) == pytest.approx([1.0, 1.0, 1.0])

@@ -53,19 +53,26 @@ def parse_args(argv=None) -> argparse.Namespace:
         required=True,
         help="the test metric, e.g. 'coco/bbox_mAP' or 'mIoU'")
     parser.add_argument(
-        '--rows', nargs='+', choices=names, default=names, metavar='ROW',
+        '--rows',
+        nargs='+',
+        choices=names,
+        default=names,
+        metavar='ROW',
         help=f'rows to evaluate, of: {", ".join(names)} (default: all)')
     parser.add_argument('--tau', type=float, default=4.0)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
-        '--scale', type=float, default=None,
+        '--scale',
+        type=float,
+        default=None,
         help='points per metric unit in the table (default: 100 for COCO '
         'fractions, 1 otherwise)')
     parser.add_argument('--title', default='')
     parser.add_argument('--note', default='', help='a line under the title')
     parser.add_argument('--out', required=True, help='output folder')
     parser.add_argument(
-        '--work-dir', default='work_dirs/avatar_capacity',
+        '--work-dir',
+        default='work_dirs/avatar_capacity',
         help="the runner's work directory")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)

@@ -208,11 +208,12 @@ def _show_teacher_runs(model, args, loss_name: str, data: dict) -> None:
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
         buffers = record_teacher_avatars(
-            source, lambda x: model._record_teachers(x, None),
-            data['inputs'], distiller.teacher_recorders, generator)
-        draws, references = teacher_avatar_draws(
-            buffers[record['recorder']], record.get('record_idx', 0),
-            record.get('data_idx'), loss_name)
+            source, lambda x: model._record_teachers(x, None), data['inputs'],
+            distiller.teacher_recorders, generator)
+        draws, references = teacher_avatar_draws(buffers[record['recorder']],
+                                                 record.get('record_idx', 0),
+                                                 record.get('data_idx'),
+                                                 loss_name)
     level = args.level if len(draws) > 1 else 0
     avatars = draws[level].materialize().float()
     reference = references[level].float()

@@ -357,8 +357,7 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         source = getattr(self.distiller, 'perturbation', None)
         return source if getattr(source, 'runs_teacher', False) else None
 
-    def _attach_avatar_source(self,
-                              forwards: Sequence[str] = ()) -> None:
+    def _attach_avatar_source(self, forwards: Sequence[str] = ()) -> None:
         """Check that Avatars which run the teacher can, and prepare every
         teacher for them (``forwards``: other teachers' forwards)."""
         source = self._avatar_source()
@@ -485,8 +484,7 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
                     batch_inputs.device)
                 self.distiller.teacher_avatars = record_teacher_avatars(
                     source, lambda x: self._record_teachers(x, None),
-                    batch_inputs, self.distiller.teacher_recorders,
-                    generator)
+                    batch_inputs, self.distiller.teacher_recorders, generator)
         if not self._records_checked and self.teacher_forward != 'loss':
             self._check_teacher_records()
         return {}

@@ -27,6 +27,5 @@ __all__ = [
     'channel_moments', 'standardize', 'avatar_uncertainty',
     'combine_uncertainty', 'avatar_weights', 'DEFAULT_TAU',
     'BaseTeacherAvatars', 'AvatarGroup', 'TeacherViews', 'TeacherDropout',
-    'default_dropout_modules', 'record_teacher_avatars',
-    'teacher_avatar_draws'
+    'default_dropout_modules', 'record_teacher_avatars', 'teacher_avatar_draws'
 ]

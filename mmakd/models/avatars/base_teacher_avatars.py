@@ -93,8 +93,7 @@ class BaseTeacherAvatars(BaseAvatarPerturbation):
         key of this source, for errors. Nothing by default."""
 
     @contextmanager
-    def active(self,
-               generator: Optional[torch.Generator]) -> Iterator[None]:
+    def active(self, generator: Optional[torch.Generator]) -> Iterator[None]:
         """The context of a teacher forward that draws Avatars."""
         yield
 

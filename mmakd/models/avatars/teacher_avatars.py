@@ -82,8 +82,10 @@ def record_teacher_avatars(
         those of ``source.reference_index``, or the Avatars' mean.
     """
     batch, num = len(inputs), source.num_avatars
-    raw: Dict[str, List[Any]] = {name: [None] * num
-                                 for name in manager.recorders}
+    raw: Dict[str, List[Any]] = {
+        name: [None] * num
+        for name in manager.recorders
+    }
     for group in source.groups(inputs, generator):
         with source.active(generator):
             record(group.inputs)
@@ -107,9 +109,11 @@ def record_teacher_avatars(
                                  f'{len(buffer)} records, Avatar 0 '
                                  f'{len(base)}.')
             buffers.append([
-                _map(lambda t, r, k=k, i=i: source.map_back(
-                    t, k, r, f'{where} record {i}'), rec, base[i])
-                for i, rec in enumerate(buffer)
+                _map(
+                    lambda t, r, k=k, i=i: source.map_back(
+                        t, k, r, f'{where} record {i}'),
+                    rec,
+                    base[i]) for i, rec in enumerate(buffer)
             ])
         recorder.data_buffer[:] = buffers[ref] if ref is not None else [
             _mean([b[i] for b in buffers]) for i in range(len(base))

@@ -73,9 +73,9 @@ class TeacherDropout(BaseTeacherAvatars):
                  samples_per_forward: Optional[int] = None) -> None:
         super().__init__(num_avatars, samples_per_forward)
         self.p = check_probability(p)
-        if modules is not None and (
-                isinstance(modules, str) or not all(
-                    isinstance(m, str) for m in modules) or not modules):
+        if modules is not None and (isinstance(
+                modules, str) or not all(isinstance(m, str)
+                                         for m in modules) or not modules):
             raise TypeError('modules must be a non-empty list of module '
                             f'names or None, got {modules!r}')
         if not isinstance(channel, bool):
@@ -91,8 +91,8 @@ class TeacherDropout(BaseTeacherAvatars):
     def groups(self, inputs: Tensor,
                generator: Optional[torch.Generator]) -> List[AvatarGroup]:
         return [
-            AvatarGroup(chunk, inputs.repeat(len(chunk),
-                                             *([1] * (inputs.dim() - 1))))
+            AvatarGroup(chunk,
+                        inputs.repeat(len(chunk), *([1] * (inputs.dim() - 1))))
             for chunk in self.chunks(range(self.num_avatars), len(inputs))
         ]
 
@@ -115,8 +115,8 @@ class TeacherDropout(BaseTeacherAvatars):
                 if name not in found:
                     close = difflib.get_close_matches(name, list(found), 3)
                     raise ValueError(
-                        f'{key}.modules: the teacher has no module {name!r}'
-                        + (f'; did you mean {close}?' if close else '.'))
+                        f'{key}.modules: the teacher has no module {name!r}' +
+                        (f'; did you mean {close}?' if close else '.'))
                 self._handles.append(found[name].register_forward_hook(
                     self._hook, prepend=True))
             self.hooked.append(list(names))
@@ -134,8 +134,7 @@ class TeacherDropout(BaseTeacherAvatars):
         return x * keep.to(x.dtype) / (1 - self.p)
 
     @contextmanager
-    def active(self,
-               generator: Optional[torch.Generator]) -> Iterator[None]:
+    def active(self, generator: Optional[torch.Generator]) -> Iterator[None]:
         """Dropout on while inside, drawn from ``generator`` (None: the
         global one)."""
         self._active, self._generator = True, generator

@@ -99,12 +99,13 @@ class TeacherViews(BaseTeacherAvatars):
         if not isinstance(flip, bool):
             raise TypeError(f'flip must be True or False, got {flip!r}')
         scales = _check_scales(scales)
-        if isinstance(size_divisor, bool) or not isinstance(
-                size_divisor, int) or size_divisor < 1:
+        if isinstance(
+                size_divisor,
+                bool) or not isinstance(size_divisor, int) or size_divisor < 1:
             raise ValueError(
                 f'size_divisor must be an int >= 1, got {size_divisor!r}')
-        views = [(s, f) for s in scales for f in ((False, True) if flip else
-                                                  (False, ))]
+        views = [(s, f) for s in scales
+                 for f in ((False, True) if flip else (False, ))]
         jitter = _check_jitter(jitter)
         if jitter and len(views) == 1:
             raise ValueError(
@@ -158,11 +159,12 @@ class TeacherViews(BaseTeacherAvatars):
             x = x.flip(-1)
         if self.jitter and k != self.reference_index:
             shape = (len(x), ) + (1, ) * (x.dim() - 1)
-            draws = torch.rand((2, ) + shape,
-                               generator=generator,
-                               device=x.device,
-                               dtype=x.dtype if x.is_floating_point() else
-                               torch.float32) * 2 - 1
+            draws = torch.rand(
+                (2, ) + shape,
+                generator=generator,
+                device=x.device,
+                dtype=x.dtype
+                if x.is_floating_point() else torch.float32) * 2 - 1
             contrast = 1 + draws[0] * self.jitter['contrast']
             x = x * contrast + draws[1] * self.jitter['brightness']
         return x

@@ -282,19 +282,22 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
             weights = avatar_weights(uncertainty, self.tau)
         return uncertainty, weights, [m for _, _, m in per_level]
 
-    def _draw(self, teacher: Record, generator: torch.Generator
-              ) -> Tuple[List[AvatarDraw], List[Tensor]]:
+    def _draw(
+            self, teacher: Record, generator: torch.Generator
+    ) -> Tuple[List[AvatarDraw], List[Tensor]]:
         """Avatars of each level of ``teacher``, drawn by the perturbation,
         and the references of their drift (the levels)."""
         levels = [teacher] if isinstance(teacher, Tensor) else list(teacher)
-        return [self.perturbation.draw(t, generator=generator)
-                for t in levels], levels
+        return [
+            self.perturbation.draw(t, generator=generator) for t in levels
+        ], levels
 
     def _avatar_loss(
         self, loss_name: str, mapping: Dict[str, Dict], teacher_key: str,
         teacher: Record, connector: Optional[str],
-        connector_idx: Optional[int],
-        draw: Callable[[], Tuple[List[AvatarDraw], List[Tensor]]]
+        connector_idx: Optional[int], draw: Callable[[],
+                                                     Tuple[List[AvatarDraw],
+                                                           List[Tensor]]]
     ) -> Dict[str, Tensor]:
         stack, references = draw()
         uncertainty, weights, moments = self._weights(loss_name, teacher_key,

@@ -53,8 +53,8 @@ def test_view_groups_flip_and_resize_the_batch():
     torch.testing.assert_close(
         groups[1].inputs[2:], half.flip(-1), rtol=0, atol=0)
     # samples_per_forward=2 images: one Avatar (of 2 images) per forward
-    small = TeacherViews(scales=(1.0, 0.5), size_divisor=4,
-                         samples_per_forward=2)
+    small = TeacherViews(
+        scales=(1.0, 0.5), size_divisor=4, samples_per_forward=2)
     assert [g.avatars for g in small.groups(x, None)] == [[0], [1], [2], [3]]
 
 
@@ -82,10 +82,11 @@ def test_map_back_flips_and_resizes_onto_the_original_frame():
 def test_a_pooled_record_cannot_be_mapped_back():
     views = TeacherViews()
     pooled = torch.randn(2, 8)
-    with pytest.raises(ValueError,
-                       match=r"recorder 'pool' record 0: a record of shape "
-                       r'\(2, 8\) has no spatial layout.*view 1 \(scale 1, '
-                       r'flipped\)'):
+    with pytest.raises(
+            ValueError,
+            match=r"recorder 'pool' record 0: a record of shape "
+            r'\(2, 8\) has no spatial layout.*view 1 \(scale 1, '
+            r'flipped\)'):
         views.map_back(pooled, 1, pooled, "teacher recorder 'pool' record 0")
     # the original view needs no mapping
     assert views.map_back(pooled, 0, pooled, 'r') is pooled
@@ -104,8 +105,9 @@ def test_jitter_changes_every_view_but_the_original_reproducibly():
     flipped = x.flip(-1)
     for i in range(3):
         fit = torch.linalg.lstsq(
-            torch.stack([flipped[i].flatten(),
-                         torch.ones(48)], 1), a[3 + i].flatten()[:, None])
+            torch.stack(
+                [flipped[i].flatten(), torch.ones(48)], 1),
+            a[3 + i].flatten()[:, None])
         contrast, shift = fit.solution.flatten().tolist()
         assert 0.7 - 1e-5 <= contrast <= 1.3 + 1e-5
         assert abs(shift) <= 0.2 + 1e-5
@@ -147,8 +149,7 @@ def test_dropout_samples_differ_are_seeded_and_the_recorders_hold_the_mean():
     manager = _manager(net)
 
     def draw(seed):
-        out = record_teacher_avatars(source, _record(net, manager), x,
-                                     manager,
+        out = record_teacher_avatars(source, _record(net, manager), x, manager,
                                      torch.Generator().manual_seed(seed))
         return torch.stack([b[0] for b in out['r']]), \
             manager.recorders['r'].data_buffer[0]
@@ -233,8 +234,10 @@ def test_dropout_module_errors_name_the_key():
             match=f"{KEY}.modules: the teacher has no module 'backbone.9'; "
             r"did you mean \['backbone.2'"):
         source.attach([_Net()], KEY)
-    with pytest.raises(ValueError, match=f'{KEY}.modules: no default for a '
-                       'teacher whose backbone is Sequential'):
+    with pytest.raises(
+            ValueError,
+            match=f'{KEY}.modules: no default for a '
+            'teacher whose backbone is Sequential'):
         TeacherDropout().attach([_Net()], KEY)
 
 
@@ -279,8 +282,10 @@ def test_a_record_without_the_batch_first_is_named():
             net(x)
         manager.recorders['w'].data_buffer[0] = torch.zeros(3, 4)
 
-    with pytest.raises(ValueError, match=r"teacher recorder 'w' record 0: a "
-                       r'tensor of shape \(3, 4\) from a teacher forward on '
-                       '2 x 2 images'):
+    with pytest.raises(
+            ValueError,
+            match=r"teacher recorder 'w' record 0: a "
+            r'tensor of shape \(3, 4\) from a teacher forward on '
+            '2 x 2 images'):
         record_teacher_avatars(source, run, torch.randn(2, 3, 4, 4), manager,
                                None)

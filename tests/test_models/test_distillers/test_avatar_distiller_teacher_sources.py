@@ -35,8 +35,7 @@ class Toy(BaseModel):
         if symmetric:
             with torch.no_grad():
                 for conv in (self.backbone[0], self.backbone[2]):
-                    conv.weight.copy_((conv.weight + conv.weight.flip(-1)) /
-                                      2)
+                    conv.weight.copy_((conv.weight + conv.weight.flip(-1)) / 2)
 
     def extract_feat(self, inputs):
         return self.backbone(inputs)
@@ -52,9 +51,7 @@ def _distiller(perturbation, avatars=None, source='backbone', **kwargs):
     distiller = dict(
         type='AvatarDistiller',
         avatars=dict(
-            perturbation=perturbation,
-            normalize=False,
-            **(avatars or {})),
+            perturbation=perturbation, normalize=False, **(avatars or {})),
         student_recorders=dict(f=dict(type='ModuleOutputs', source=source)),
         teacher_recorders=dict(f=dict(type='ModuleOutputs', source=source)),
         distill_losses=dict(loss_cwd=dict(type='ChannelWiseDivergence')),
@@ -139,8 +136,11 @@ def test_in_network_dropout_avatars_differ_and_repeat_with_the_seed():
     assert not torch.equal(stack[0], stack[1])
     again, losses_again = run(0)
     torch.testing.assert_close(again, stack, rtol=0, atol=0)
-    torch.testing.assert_close(losses_again['distill.loss_cwd'],
-                               losses['distill.loss_cwd'], rtol=0, atol=0)
+    torch.testing.assert_close(
+        losses_again['distill.loss_cwd'],
+        losses['distill.loss_cwd'],
+        rtol=0,
+        atol=0)
     other, _ = run(1)
     assert not torch.equal(other, stack)
     assert {f'distill.akd.cwd.w{k}' for k in range(3)} <= set(losses)
@@ -173,10 +173,10 @@ def test_fused_target_equals_the_loop(perturbation):
         model.parse_losses(losses)[0].backward()
         out[fuse] = (losses['distill.loss_cwd'].detach(),
                      model.student.backbone[0].weight.grad.clone())
-    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-10,
-                               atol=1e-12)
-    torch.testing.assert_close(out[True][1], out[False][1], rtol=1e-9,
-                               atol=1e-12)
+    torch.testing.assert_close(
+        out[True][0], out[False][0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        out[True][1], out[False][1], rtol=1e-9, atol=1e-12)
 
 
 def _psp(**kwargs):
@@ -196,8 +196,7 @@ def test_pspnet_logits_from_the_truncated_tensor_forward(
     model = FlexibleTeacherDistill(
         architecture=_psp(),
         teacher=_psp(),
-        distiller=_distiller(
-            perturbation, source='decode_head.conv_seg'))
+        distiller=_distiller(perturbation, source='decode_head.conv_seg'))
     assert model.teacher_forward == 'tensor'
     if perturbation['type'] == 'TeacherDropout':
         assert model.distiller.perturbation.hooked == [[
@@ -252,7 +251,8 @@ def test_two_copies_of_one_teacher_give_its_view_avatars():
         distiller=_distiller(dict(type='TeacherViews')),
         check_shapes=False)
     torch.testing.assert_close(
-        multi.loss(x)['distill.loss_cwd'], single.loss(x)['distill.loss_cwd'])
+        multi.loss(x)['distill.loss_cwd'],
+        single.loss(x)['distill.loss_cwd'])
 
 
 def test_multi_teacher_dropout_hooks_every_teacher():
@@ -263,16 +263,19 @@ def test_multi_teacher_dropout_hooks_every_teacher():
             dict(type='TeacherDropout', modules=['backbone.1'])),
         check_shapes=False)
     assert multi.distiller.perturbation.hooked == [['backbone.1']] * 2
-    assert all(
-        len(t.backbone[1]._forward_hooks) == 1 for t in multi.teachers)
+    assert all(len(t.backbone[1]._forward_hooks) == 1 for t in multi.teachers)
 
 
 def test_build_errors_name_the_config_key():
-    with pytest.raises(ValueError, match=f'{KEY}.modules: the teacher has '
-                       "no module 'backbone.7'"):
+    with pytest.raises(
+            ValueError,
+            match=f'{KEY}.modules: the teacher has '
+            "no module 'backbone.7'"):
         _toy_algorithm(dict(type='TeacherDropout', modules=['backbone.7']))
-    with pytest.raises(ValueError, match=f'{KEY}: TeacherViews runs the '
-                       'frozen teacher several times'):
+    with pytest.raises(
+            ValueError,
+            match=f'{KEY}: TeacherViews runs the '
+            'frozen teacher several times'):
         FlexibleTeacherDistill(
             architecture=Toy(seed=1),
             teacher=Toy(seed=2),
@@ -295,6 +298,6 @@ def test_mmrazor_single_teacher_distill_is_told_what_to_use():
         architecture=Toy(seed=1),
         teacher=Toy(seed=2),
         distiller=_distiller(dict(type='TeacherViews')))
-    with pytest.raises(RuntimeError,
-                       match="model.type='FlexibleTeacherDistill'"):
+    with pytest.raises(
+            RuntimeError, match="model.type='FlexibleTeacherDistill'"):
         model.loss(torch.randn(2, 3, 8, 8))

@@ -26,6 +26,9 @@ from .avatar_settings import (AVATAR_KEYS, KEY, build_avatar_perturbation,
 
 __all__ = ['AvatarDistiller']
 
+#: Draws a loss's Avatars when called: per level, the Avatars and the
+#: reference of their drift.
+Draw = Callable[[], Tuple[List[AvatarDraw], List[Tensor]]]
 #: Exceptions of a base loss re-raised with the config key.
 _LOSS_ERRORS = (RuntimeError, ValueError, TypeError, AssertionError,
                 IndexError)
@@ -292,13 +295,10 @@ class AvatarDistiller(AvatarInputsMixin, ConfigurableDistiller):
             self.perturbation.draw(t, generator=generator) for t in levels
         ], levels
 
-    def _avatar_loss(
-        self, loss_name: str, mapping: Dict[str, Dict], teacher_key: str,
-        teacher: Record, connector: Optional[str],
-        connector_idx: Optional[int], draw: Callable[[],
-                                                     Tuple[List[AvatarDraw],
-                                                           List[Tensor]]]
-    ) -> Dict[str, Tensor]:
+    def _avatar_loss(self, loss_name: str, mapping: Dict[str, Dict],
+                     teacher_key: str, teacher: Record,
+                     connector: Optional[str], connector_idx: Optional[int],
+                     draw: Draw) -> Dict[str, Tensor]:
         stack, references = draw()
         uncertainty, weights, moments = self._weights(loss_name, teacher_key,
                                                       references, stack)

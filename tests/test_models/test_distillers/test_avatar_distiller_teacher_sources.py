@@ -12,7 +12,8 @@ from mmrazor.models import SingleTeacherDistill
 from mmrazor.models.losses import ChannelWiseDivergence
 from torch import nn
 
-from mmakd.models import FlexibleTeacherDistill, MultiTeacherDistill
+from mmakd.models import (FlexibleTeacherDistill, MultiTeacherDistill,
+                          avatar_uncertainty, avatar_weights)
 from mmakd.testing import det_batch, seg_batch
 from helpers import REPO
 
@@ -107,8 +108,16 @@ def test_a_flip_view_of_another_teacher_is_its_flipped_back_prediction():
     x = torch.randn(2, 3, 8, 8)
     model = _toy_algorithm(dict(type='TeacherViews'))
     seen = _stack(model)
-    model.loss(x)
+    losses = model.loss(x)
     original, flipped = (b[0] for b in seen['avatars']['f'])
+    # the drift of each view is taken from the views' mean, not from the
+    # original (whose drift would be 0: all the weight)
+    stack = torch.stack([original, flipped])
+    weights = avatar_weights(avatar_uncertainty(stack.mean(0), stack), 4.0)
+    torch.testing.assert_close(
+        torch.stack([losses['distill.akd.cwd.w0'],
+                     losses['distill.akd.cwd.w1']]), weights)
+    assert 0.3 < weights[0] < 0.7
     with torch.no_grad():
         want = model.teacher.extract_feat(x.flip(-1)).flip(-1)
         teacher = model.teacher.extract_feat(x)
@@ -301,3 +310,41 @@ def test_mmrazor_single_teacher_distill_is_told_what_to_use():
     with pytest.raises(
             RuntimeError, match="model.type='FlexibleTeacherDistill'"):
         model.loss(torch.randn(2, 3, 8, 8))
+
+
+class PooledToy(Toy):
+    """Toy whose neck pools the features to ``(N, C)`` vectors."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed=seed)
+        self.neck = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def extract_feat(self, inputs):
+        return self.neck(self.backbone(inputs))
+
+
+def test_a_pooled_record_fails_naming_its_recorder_and_view():
+    distiller = _distiller(dict(type='TeacherViews'), source='neck')
+    distiller['distill_losses'] = dict(
+        loss_cwd=dict(type='KLDivergence', tau=1.0))
+    model = FlexibleTeacherDistill(
+        architecture=PooledToy(seed=1),
+        teacher=PooledToy(seed=2),
+        distiller=distiller,
+        check_shapes=False)
+    with pytest.raises(
+            ValueError,
+            match=r"teacher recorder 'f' record 0: a record of "
+            r'shape \(2, 6\) has no spatial layout.*view 1 '
+            r'\(scale 1, flipped\)'):
+        model.loss(torch.randn(2, 3, 8, 8))
+    # in-network dropout needs no mapping: pooled records are fine
+    distiller['avatars']['perturbation'] = dict(
+        type='TeacherDropout', modules=['backbone.1'])
+    model = FlexibleTeacherDistill(
+        architecture=PooledToy(seed=1),
+        teacher=PooledToy(seed=2),
+        distiller=distiller,
+        check_shapes=False)
+    assert torch.isfinite(
+        model.loss(torch.randn(2, 3, 8, 8))['distill.loss_cwd'])

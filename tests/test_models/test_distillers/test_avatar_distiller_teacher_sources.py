@@ -115,8 +115,9 @@ def test_a_flip_view_of_another_teacher_is_its_flipped_back_prediction():
     stack = torch.stack([original, flipped])
     weights = avatar_weights(avatar_uncertainty(stack.mean(0), stack), 4.0)
     torch.testing.assert_close(
-        torch.stack([losses['distill.akd.cwd.w0'],
-                     losses['distill.akd.cwd.w1']]), weights)
+        torch.stack(
+            [losses['distill.akd.cwd.w0'], losses['distill.akd.cwd.w1']]),
+        weights)
     assert 0.3 < weights[0] < 0.7
     with torch.no_grad():
         want = model.teacher.extract_feat(x.flip(-1)).flip(-1)

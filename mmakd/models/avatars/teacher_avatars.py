@@ -3,9 +3,11 @@
 teacher runs on each group's batch, its records are split per Avatar and
 mapped back onto the original frame (AKD, Zhang et al., ACM MM 2023,
 https://arxiv.org/abs/2305.02722)."""
+import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+from mmengine.logging import print_log
 from torch import Tensor
 
 from .avatar_draw import AvatarDraw
@@ -80,7 +82,41 @@ def record_teacher_avatars(
         dict: Per recorder, ``K`` data buffers, each mapped onto the
         original frame. Each recorder is left holding the teacher's records:
         those of ``source.reference_index``, or the Avatars' mean.
+
+    Note:
+        The Avatars run in as few teacher forwards as memory allows: when
+        one runs out of memory (``torch.OutOfMemoryError``), the images per
+        forward are halved (``source.samples_per_forward``, kept for the
+        next iterations, with a warning) and the draw is repeated from the
+        same generator state, so the Avatars are the same.
     """
+    state = None if generator is None else generator.get_state()
+    while True:
+        try:
+            return _record_avatars(source, record, inputs, manager, generator)
+        except torch.OutOfMemoryError:
+            batch = len(inputs)
+            images = source.samples_per_forward or \
+                source.num_avatars * batch
+            if images // 2 < batch:  # already one Avatar per forward
+                raise
+            source.samples_per_forward = images // 2
+            print_log(
+                f'{type(source).__name__}: out of memory in a teacher '
+                f'forward of up to {images} images; samples_per_forward='
+                f'{images // 2} from now on.',
+                logger='current',
+                level=logging.WARNING)
+            if inputs.is_cuda:
+                torch.cuda.empty_cache()
+            if state is not None:
+                generator.set_state(state)
+
+
+def _record_avatars(
+        source: BaseTeacherAvatars, record: Callable[[Tensor], None],
+        inputs: Tensor, manager: Any,
+        generator: Optional[torch.Generator]) -> TeacherAvatarRecords:
     batch, num = len(inputs), source.num_avatars
     raw: Dict[str, List[Any]] = {
         name: [None] * num

@@ -289,3 +289,43 @@ def test_a_record_without_the_batch_first_is_named():
             '2 x 2 images'):
         record_teacher_avatars(source, run, torch.randn(2, 3, 4, 4), manager,
                                None)
+
+
+def test_out_of_memory_halves_the_forwards_and_keeps_the_avatars():
+    """A forward of more than 4 images runs out of memory: K = 4 Avatars
+    of 2 images then run 2 per forward, from the same generator state."""
+    torch.manual_seed(0)
+    net, x = _Net(), torch.randn(2, 3, 5, 5)
+    manager = _manager(net)
+    sizes = []
+
+    def run(batch):
+        sizes.append(len(batch))
+        with manager:
+            net(batch)  # draws masks, then fails (as late as possible)
+        if len(batch) > 4:
+            raise torch.OutOfMemoryError('CUDA out of memory (simulated)')
+
+    def draw(source):
+        source.attach([net], KEY)
+        out = record_teacher_avatars(source, run, x, manager,
+                                     torch.Generator().manual_seed(3))
+        return torch.stack([b[0] for b in out['r']])
+
+    source = TeacherDropout(p=0.3, modules=['backbone.1'], num_avatars=4)
+    stack = draw(source)
+    assert sizes == [8, 4, 4] and source.samples_per_forward == 4
+    sizes.clear()
+    again = draw(
+        TeacherDropout(
+            p=0.3,
+            modules=['backbone.1'],
+            num_avatars=4,
+            samples_per_forward=4))
+    torch.testing.assert_close(stack, again, rtol=0, atol=0)
+    # one Avatar per forward and still too big: the error goes through
+    tight = TeacherDropout(p=0.3, modules=['backbone.1'], num_avatars=2)
+    tight.attach([net], KEY)
+    with pytest.raises(torch.OutOfMemoryError):
+        record_teacher_avatars(tight, run, torch.randn(6, 3, 5, 5), manager,
+                               None)

@@ -57,7 +57,7 @@ def build_scopes(cfg: Config) -> Dict[str, Tuple[str, str]]:
 
 
 def test_shipped_configs_found():
-    assert len(SHIPPED) >= 50 and len(DEMO) == 10
+    assert len(SHIPPED) >= 50 and len(DEMO) == 14
     assert set(DEMO_DEFAULT) <= set(DEMO)
     assert 'akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py' in DEMO
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env bash
 # Copyright (c) mmakd contributors. All rights reserved.
 # The evidence runs of docs/evidence-inference-avatars.md (fresh seeds
 # 200-204), from the repository root, after the selection runs beside this

@@ -173,10 +173,23 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     avatars = distiller.perturbation(
         teacher, num_avatars=k, generator=generator).float()
+    _show(args, data, loss_name, teacher, avatars, distiller)
+
+
+def _show(args,
+          data: dict,
+          loss_name: str,
+          teacher: torch.Tensor,
+          avatars: torch.Tensor,
+          distiller,
+          note: str = '') -> None:
+    """Weigh the Avatars of ``teacher`` (their drift's reference) as
+    training does, draw them beside it and print the weights."""
     if teacher.dim() != 4:
         raise ValueError(f'{loss_name}: teacher input has shape '
                          f'{tuple(teacher.shape)}; only (N, C, H, W) maps '
                          'can be drawn.')
+    k = len(avatars)
     uncertainty = avatar_uncertainty(teacher, avatars)
     if distiller.tau is None:  # uncertainty=None: training uses 1/K each
         weights = torch.full((k, ), 1.0 / k)
@@ -188,7 +201,7 @@ def main() -> None:
     image = ((image - image.min()) / (image.max() - image.min() + 1e-6))
     title = (f'{osp.basename(args.config)}: {loss_name} '
              f'({type(distiller.perturbation).__name__}, {k} Avatars, '
-             f'tau={distiller.tau})')
+             f'tau={distiller.tau}{note})')
     draw(image.numpy(), teacher, avatars, weights.tolist(),
          uncertainty.tolist(), channel, title, args.out)
     print(f'wrote {args.out}: {loss_name}, channel {channel}, weights '
@@ -202,40 +215,20 @@ def _show_teacher_runs(model, args, loss_name: str, data: dict) -> None:
     from mmakd.models.avatars import (record_teacher_avatars,
                                       teacher_avatar_draws)
     distiller = model.distiller
-    source = distiller.perturbation
     record = distiller.loss_forward_mappings[loss_name][
         distiller.teacher_keys[loss_name]]
     generator = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
         buffers = record_teacher_avatars(
-            source, lambda x: model._record_teachers(x, None), data['inputs'],
-            distiller.teacher_recorders, generator)
+            distiller.perturbation, lambda x: model._record_teachers(x, None),
+            data['inputs'], distiller.teacher_recorders, generator)
         draws, references = teacher_avatar_draws(buffers[record['recorder']],
                                                  record.get('record_idx', 0),
                                                  record.get('data_idx'),
                                                  loss_name)
     level = args.level if len(draws) > 1 else 0
-    avatars = draws[level].materialize().float()
-    reference = references[level].float()
-    if avatars.dim() != 5:
-        raise ValueError(f'{loss_name}: teacher input has shape '
-                         f'{tuple(reference.shape)}; only (N, C, H, W) maps '
-                         'can be drawn.')
-    uncertainty = avatar_uncertainty(reference, avatars)
-    k = len(avatars)
-    weights = torch.full((k, ), 1.0 / k) if distiller.tau is None else \
-        avatar_weights(uncertainty, distiller.tau)
-    channel = args.channel if args.channel is not None else int(
-        reference[0].flatten(1).var(1).argmax())
-    image = data['inputs'][0].permute(1, 2, 0).float()
-    image = ((image - image.min()) / (image.max() - image.min() + 1e-6))
-    title = (f'{osp.basename(args.config)}: {loss_name} '
-             f'({type(source).__name__}, {k} Avatars, tau={distiller.tau}; '
-             'left: their mean)')
-    draw(image.numpy(), reference, avatars, weights.tolist(),
-         uncertainty.tolist(), channel, title, args.out)
-    print(f'wrote {args.out}: {loss_name}, channel {channel}, weights '
-          f'{[round(w, 4) for w in weights.tolist()]}')
+    _show(args, data, loss_name, references[level].float(),
+          draws[level].materialize().float(), distiller, '; left: their mean')
 
 
 if __name__ == '__main__':

@@ -16,6 +16,7 @@ from torch import nn
 from mmakd.registry import MODELS
 from ..avatars.base_teacher_avatars import BaseTeacherAvatars
 from ..avatars.teacher_avatars import record_teacher_avatars
+from ..distillers.avatar_settings import KEY as AVATARS_KEY
 from ..utils.fuse import fuse_frozen_conv_bn
 from ..utils.model_spec import build_model_from_spec
 from ..utils.preprocessor import check_preprocessors_match
@@ -28,8 +29,6 @@ __all__ = ['FlexibleTeacherDistill']
 ModelSpec = Union[BaseModel, Dict[str, Any]]
 
 TEACHER_FORWARDS = ('auto', 'feat', 'tensor', 'loss')
-#: Config key of AKD's settings.
-AVATARS_KEY = 'model.distiller.avatars'
 #: Parts of a model that ``extract_feat`` runs.
 FEAT_PARTS = ('backbone', 'neck')
 

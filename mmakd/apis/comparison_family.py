@@ -37,11 +37,15 @@ def load_reports(paths: Dict[str, str]) -> Dict[str, Dict[str, Any]]:
 
 
 def family_rows(reports: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """One row per comparison (candidate B - baseline A, in points), with
-    its Holm-adjusted p-value over all of them."""
+    """One row per comparison (candidate B - baseline A), with its
+    Holm-adjusted p-value over all of them.
+
+    ``tools/reproduce.py`` stores values and summary already multiplied by
+    its ``scale`` (bbox mAP in points), so they are taken as they are.
+    """
     rows = []
     for name, report in reports.items():
-        summary, scale = report['summary'], report.get('scale', 1.0)
+        summary = report['summary']
         if 'p_value' not in summary:
             raise ValueError(f'{name}: a comparison needs 2 seeds or more')
         rows.append(
@@ -50,11 +54,11 @@ def family_rows(reports: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
                 task_metric=report['metric'],
                 names=report['names'],
                 seeds=report['seeds'],
-                a=summary['a']['mean'] * scale,
-                b=summary['b']['mean'] * scale,
-                diff=summary['diff']['mean'] * scale,
-                diff_std=summary['diff']['std'] * scale,
-                ci95=[v * scale for v in summary['ci95']],
+                a=summary['a']['mean'],
+                b=summary['b']['mean'],
+                diff=summary['diff']['mean'],
+                diff_std=summary['diff']['std'],
+                ci95=list(summary['ci95']),
                 p=summary['p_value']))
     for row, adjusted in zip(rows, holm_adjust([r['p'] for r in rows])):
         row['p_holm'] = adjusted

@@ -1,12 +1,13 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Holm's adjustment and the family table of several comparisons."""
 import json
+import os.path as osp
 
 import pytest
 
 from mmakd.apis import paired_summary
 from mmakd.apis.comparison_family import family_rows, holm_adjust
-from helpers import load_tool
+from helpers import REPO, load_tool
 
 
 def test_holm_golden():
@@ -22,11 +23,18 @@ def test_holm_golden():
 
 
 def _report(a, b, names=('cwd', 'x'), scale=100.0):
+    """A report as tools/reproduce.py writes it: the metric's raw values
+    times ``scale``, and their summary."""
+    a, b = [v * scale for v in a], [v * scale for v in b]
     return dict(
         metric='coco/bbox_mAP',
         scale=scale,
         names=list(names),
         seeds=list(range(200, 200 + len(a))),
+        values={
+            names[0]: a,
+            names[1]: b
+        },
         summary=paired_summary(a, b))
 
 
@@ -52,3 +60,18 @@ def test_family_rows_and_cli(tmp_path):
         '+0.27 ± 0.06 |' in table
     with pytest.raises(SystemExit):
         tool.main(['views', '--out', str(tmp_path / 'o2')])
+
+
+def test_family_rows_read_reproduce_reports_in_their_units():
+    # a committed report of tools/reproduce.py (bbox mAP x100): the row
+    # shows the numbers its reproduce.md shows, not 100 times them
+    report = osp.join(REPO,
+                      'docs/results/inference-avatars/selection-det/views')
+    with open(f'{report}/reproduce.json') as f:
+        row, = family_rows(dict(views=json.load(f)))
+    with open(f'{report}/reproduce.md') as f:
+        md = f.read()
+    assert f'| mean ± std | {row["a"]:.2f} ± ' in md
+    assert f'Paired difference V6 - V2: {row["diff"]:+.3f}, 95% CI ' \
+        f'[{row["ci95"][0]:+.3f}, {row["ci95"][1]:+.3f}]' in md
+    assert 5 < row['a'] < 7  # points

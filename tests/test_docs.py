@@ -3,6 +3,7 @@
 or folder of the repository (results, logs and pictures move; links must
 follow)."""
 import glob
+import json
 import os.path as osp
 import re
 import subprocess
@@ -106,3 +107,38 @@ def test_the_machine_path_check_sees_paths():
                  'https://setuptools.pypa.io/en/latest/x.html', '0.2 s/iter',
                  'tests/data/golden/make_akd_losses.py'):
         assert not MACHINE_PATH.search(line), line
+
+
+def test_inference_avatar_study_pages_follow_its_reports():
+    """Issue 26: the family table and the numbers the README and the study
+    page quote are those of the committed ``reproduce.json`` reports (a
+    report rerun with more seeds and not carried into the pages fails)."""
+    from mmakd.apis.comparison_family import (family_markdown, family_rows,
+                                              load_reports)
+    results = osp.join(REPO, 'docs', 'results', 'inference-avatars')
+    with open(osp.join(results, 'family.json')) as f:
+        family = json.load(f)
+    assert len(family['reports']) == 9
+    rows = family_rows(
+        load_reports({
+            name: osp.join(REPO, path)
+            for name, path in family['reports'].items()
+        }))
+    with open(osp.join(results, 'family.md')) as f:
+        assert f.read() == family_markdown(rows)
+    pages = {}
+    for page in ('README.md', 'docs/evidence-inference-avatars.md'):
+        with open(osp.join(REPO, page)) as f:
+            pages[page] = ' '.join(f.read().split())
+    for row in rows:
+        lo, hi = row['ci95']
+        ci = f'[{lo:+.2f}, {hi:+.2f}]'
+        # the study's table row, and the README's table (not cwd_std)
+        assert f'{row["diff"]:+.2f} ± {row["diff_std"]:.2f} | {ci}' in pages[
+            'docs/evidence-inference-avatars.md'], row['name']
+        if not row['name'].endswith('/cwd_std'):
+            assert f'{row["diff"]:+.2f} {ci}' in pages['README.md'], row[
+                'name']
+    # the decision the pages state: no positive difference survives Holm
+    assert not [r for r in rows if r['diff'] > 0 and r['p_holm'] < 0.05]
+    assert 'They do not teach better than CWD' in pages['README.md']

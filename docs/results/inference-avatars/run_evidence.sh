@@ -1,8 +1,10 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-# The evidence runs of docs/evidence-inference-avatars.md (fresh seeds
-# 200-204), from the repository root, after the selection runs beside this
-# file chose each task's views and in-network dropout settings (filled in
-# below). Needs the demo data (python tools/dataset_converters/make_shapes.py
+# The evidence runs of docs/evidence-inference-avatars.md, from the
+# repository root: fresh seeds from 200, 7 for detection (200-206) and 10
+# for segmentation (200-209), where the stopping rule ended (SEEDS=N sets
+# another count for both), after the selection runs beside this file chose
+# each task's views and in-network dropout settings (filled in below).
+# Needs the demo data (python tools/dataset_converters/make_shapes.py
 # data/shapes) and the demo teachers (work_dirs/akd_demo/{det,seg}/teacher,
 # python tools/demo.py); trains the ensemble's teachers of seeds 1-3 when
 # missing (seed 0 is the demo teacher). Every run is reused when finished
@@ -13,7 +15,8 @@
 # the evidence runs were made that way, each with OMP_NUM_THREADS=1.
 set -euo pipefail
 PY=${PY:-python}
-SEEDS=${SEEDS:-5}
+DET_SEEDS=${SEEDS:-7}
+SEG_SEEDS=${SEEDS:-10}
 D=retinanet-r18-w32_retinanet-r18-w8_1xb8-400it_shapes-128.py
 S=pspnet-r18-w32_pspnet-r18-w8_1xb8-600it_shapes-128.py
 C=configs/akd/demo
@@ -32,11 +35,11 @@ NOTE_SEG="SYNTHETIC DATA: the demo's shapes dataset in Cityscapes layout (data/s
 compare() {  # TASK A_CONFIG B_CONFIG NAME [B options...]
   local task=$1 a=$2 b=$3 name=$4
   shift 4
-  local note=$NOTE_DET
-  [ "$task" = seg ] && note=$NOTE_SEG
+  local note=$NOTE_DET seeds=$DET_SEEDS
+  [ "$task" = seg ] && note=$NOTE_SEG seeds=$SEG_SEEDS
   local extra=()
   [ $# -gt 0 ] && extra=(--options-b "$@")
-  $PY tools/reproduce.py "$a" "$b" --seeds "$SEEDS" --first-seed 200 \
+  $PY tools/reproduce.py "$a" "$b" --seeds "$seeds" --first-seed 200 \
     --names cwd "$name" --reuse --work-dir "work_dirs/inference-avatars/evidence-$task" \
     --report-dir "$R/evidence-$task/$name" --note "$note" "${extra[@]}"
 }

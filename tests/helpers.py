@@ -107,12 +107,15 @@ def demo_options(data_root: str,
     return options
 
 
-def random_teacher_checkpoint(path: str, config: str = DEMO_TEACHER) -> str:
-    """Save a randomly initialised teacher of ``config`` to ``path``."""
+def random_teacher_checkpoint(path: str,
+                              config: str = DEMO_TEACHER,
+                              seed: int = 0) -> str:
+    """Save a teacher of ``config`` initialised from ``seed`` to
+    ``path``."""
     import torch
 
     from mmakd.models.utils import build_model_from_spec
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model_from_spec(dict(cfg_path=config), 'teacher')
     torch.save(dict(state_dict=model.state_dict(), meta={}), path)
     return path

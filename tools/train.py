@@ -21,8 +21,9 @@ from mmengine.runner import Runner
 import mmakd  # noqa: F401  (PyTorch compatibility, registers mmakd)
 from mmakd.engine.optimizers import CPUAmpOptimWrapper
 from mmakd.utils import fit_logger_interval, load_config, prepare_distributed
-from mmakd.utils.checkpoint import (resume_checkpoint,
-                                    use_teachers_from_checkpoint)
+from mmakd.utils.checkpoint import use_teachers_from_checkpoint
+from mmakd.utils.resume import (resume_checkpoint, use_atomic_checkpoints,
+                                use_random_state_hook)
 
 
 def parse_args() -> argparse.Namespace:
@@ -154,7 +155,11 @@ def main() -> None:
             raise KeyError('--auto-scale-lr needs auto_scale_lr.'
                            'base_batch_size in the config.')
         cfg.auto_scale_lr.enable = True
-    log_note = fit_logger_interval(cfg)
+    log_notes = [
+        fit_logger_interval(cfg),
+        use_atomic_checkpoints(cfg),
+        use_random_state_hook(cfg)
+    ]
 
     if args.resume == 'auto':
         cfg.resume = True
@@ -162,15 +167,20 @@ def main() -> None:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    # read the checkpoint to resume from before building anything; the
-    # teacher files its teachers' weights replace are not read
-    resume_from = resume_checkpoint(cfg)
-    notes = use_teachers_from_checkpoint(
-        cfg, resume_from, '--resume' if args.resume else 'resume') \
-        if resume_from else []
+    # find and read the checkpoint to resume from before building anything
+    # (after a kill: the newest that loads); the teacher files its
+    # teachers' weights replace are not read
+    resume_from, warnings = resume_checkpoint(cfg)
+    notes = []
+    if resume_from:
+        cfg.load_from = resume_from
+        notes = use_teachers_from_checkpoint(
+            cfg, resume_from, '--resume' if args.resume else 'resume')
 
     runner = Runner.from_cfg(cfg)
-    for note in notes + ([log_note] if log_note else []):
+    for note in warnings:
+        print_log(note, logger='current', level=logging.WARNING)
+    for note in notes + [note for note in log_notes if note]:
         print_log(note, logger='current')
     runner.train()
 

@@ -10,11 +10,10 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import torch
 from mmengine.config import Config
-from mmengine.runner import find_latest_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint
 
 __all__ = [
-    'UnreadableCheckpointError', 'read_checkpoint', 'resume_checkpoint',
+    'UnreadableCheckpointError', 'read_checkpoint',
     'use_teachers_from_checkpoint', 'student_state_dict',
     'convert_kd_checkpoint'
 ]
@@ -29,7 +28,23 @@ _NOT_DAMAGED = (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR,
 
 class UnreadableCheckpointError(RuntimeError):
     """A checkpoint file that exists but is not a PyTorch checkpoint
-    (truncated while it was written or copied, or another file)."""
+    (truncated while it was written or copied, or another file).
+
+    Attributes:
+        reason (str): What PyTorch said, in short.
+    """
+
+    def __init__(self, message: str, reason: str = '') -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _unreadable(key: str, path: str,
+                err: BaseException) -> UnreadableCheckpointError:
+    reason = _reason(err)
+    return UnreadableCheckpointError(
+        f'{key}={path!r} is not a readable PyTorch checkpoint '
+        f'({UNREADABLE_HINT}): {reason}', reason)
 
 
 def _reason(err: BaseException) -> str:
@@ -89,42 +104,15 @@ def read_checkpoint(path: str,
     except OSError as err:
         if not local or err.errno in _NOT_DAMAGED:
             raise  # unreachable, missing, no permission: not a damaged file
-        raise UnreadableCheckpointError(  # e.g. EINVAL from a cut zip
-            f'{key}={path!r} is not a readable PyTorch checkpoint '
-            f'({UNREADABLE_HINT}): {_reason(err)}') from err
+        raise _unreadable(key, path, err) from err  # e.g. EINVAL, cut zip
     except pickle.UnpicklingError as err:
         if 'global' in str(err).lower():
             raise  # weights_only refused what the pickle would build
         # without PyTorch's advice to turn weights_only off, which would
         # not help a damaged file and is unsafe for a file of unknown origin
-        raise UnreadableCheckpointError(
-            f'{key}={path!r} is not a readable PyTorch checkpoint '
-            f'({UNREADABLE_HINT}): {_reason(err)}') from None
+        raise _unreadable(key, path, err) from None
     except Exception as err:  # noqa: B902 - zip, EOF, pickle errors
-        raise UnreadableCheckpointError(
-            f'{key}={path!r} is not a readable PyTorch checkpoint '
-            f'({UNREADABLE_HINT}): {_reason(err)}') from err
-
-
-def resume_checkpoint(cfg: Config) -> Optional[str]:
-    """The checkpoint MMEngine's runner resumes from with ``cfg``:
-    ``load_from`` with ``resume=True``, else the work directory's latest
-    (``last_checkpoint``); None without ``resume`` or when there is none.
-
-    Args:
-        cfg (Config): The config, ``work_dir`` set.
-
-    Returns:
-        str | None: The checkpoint.
-    """
-    if not cfg.get('resume', False):
-        return None
-    if cfg.get('load_from', None):
-        return cfg.load_from
-    work_dir = cfg.get('work_dir', None)
-    if work_dir and osp.isfile(osp.join(work_dir, 'last_checkpoint')):
-        return find_latest_checkpoint(work_dir)
-    return None
+        raise _unreadable(key, path, err) from err
 
 
 def _teacher_prefixes(model_cfg: Mapping) -> Dict[str, List[str]]:

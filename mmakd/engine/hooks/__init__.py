@@ -1,4 +1,5 @@
 # Copyright (c) mmakd contributors. All rights reserved.
+from .atomic_checkpoint_hook import AtomicCheckpointHook
 from .random_state_hook import RandomStateHook
 
-__all__ = ['RandomStateHook']
+__all__ = ['AtomicCheckpointHook', 'RandomStateHook']

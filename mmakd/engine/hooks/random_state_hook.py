@@ -50,7 +50,12 @@ class RandomStateHook(Hook):
       draws; the hook then restores PyTorch's states before the first
       resumed iteration;
     - epoch-based loops: the hook restores all states (PyTorch, CUDA, NumPy,
-      Python) before the first resumed epoch loads any data.
+      Python) before the first resumed epoch loads any data;
+    - validation leaves the states as it found them: the checkpoint of an
+      iteration is written before the validation that follows it, which
+      draws from PyTorch's generator (each DataLoader iterator takes a
+      seed), so a run resumed from it continues as the run that validated.
+      How often a run validates then does not change its training either.
 
     mmakd's Avatars do not need it (they are drawn from a generator seeded
     by the seed, the iteration and the rank), but the models' own dropout
@@ -69,6 +74,15 @@ class RandomStateHook(Hook):
 
     def __init__(self) -> None:
         self._pending: Optional[Dict[str, Any]] = None
+        self._before_val: Optional[Dict[str, Any]] = None
+
+    def before_val(self, runner) -> None:
+        self._before_val = capture_random_states()
+
+    def after_val(self, runner) -> None:
+        if self._before_val is not None:
+            restore_random_states(self._before_val, torch_only=False)
+            self._before_val = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[KEY] = capture_random_states()

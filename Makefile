@@ -5,6 +5,9 @@
 #                   CPU cores); DEMO_TASK=det|seg|mgkd runs one task
 #   make test       create .venv if needed, then run the tests (not `slow`)
 #   make test-all   every test, the slow end-to-end ones included
+#   make test-resume
+#                   the kill -9 / --resume tests (slow, about 3 min; CI
+#                   runs them after `make test`)
 #   make env        only create/update the environment
 #   make env TORCH=2.14.1
 #                   the same stack on another torch (2.13 or newer) with
@@ -49,7 +52,7 @@ COPYRIGHT_PATHS := mmakd tools tests
 COPYRIGHT := ^\# Copyright (c) mmakd contributors
 STAMP := $(VENV)/.mmakd-env
 
-.PHONY: env demo test test-all test-torch lint format clean-env
+.PHONY: env demo test test-all test-resume test-torch lint format clean-env
 
 env: $(STAMP)
 
@@ -102,6 +105,9 @@ test-torch: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest tests -m "slow or not slow" $(PYTEST_ARGS)
+
+test-resume: $(STAMP)
+	$(PY) -m pytest tests/test_tools/test_kill_resume.py -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m flake8 $(LINT_PATHS)

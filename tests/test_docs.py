@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, load_tool
 
 PAGES = [osp.join(REPO, 'README.md')] + sorted(
     glob.glob(osp.join(REPO, 'docs', '**', '*.md'), recursive=True))
@@ -142,3 +142,33 @@ def test_inference_avatar_study_pages_follow_its_reports():
     # the decision the pages state: no positive difference survives Holm
     assert not [r for r in rows if r['diff'] > 0 and r['p_holm'] < 0.05]
     assert 'They do not teach better than CWD' in pages['README.md']
+
+
+def test_the_kill_figure_follows_the_kill_test():
+    """docs/user_guide.md's kill -9 table and the README's count are those
+    of tests/test_tools/test_kill_resume.py (which fails when a resumed
+    run does not match)."""
+    kill = load_tool('tests/test_tools/test_kill_resume.py', 'kill_resume')
+    total = len(kill.ALGORITHMS) * len(kill.KILL_POINTS)
+    with open(osp.join(REPO, 'docs', 'user_guide.md')) as f:
+        guide = f.read()
+    section = guide.split('### Kill it at any moment')[1].split(
+        '### The random state')[0]
+    rows = re.findall(r'^\| ([^|]+?) \| [^|]+ \| (\d+) \| (\d+) of (\d+) \|$',
+                      section, re.M)
+    assert [row[0] for row in rows] == list(kill.ALGORITHMS)
+    for _, points, matched, tried in rows:
+        assert int(points) == int(matched) == int(tried) == len(
+            kill.KILL_POINTS)
+    flat = ' '.join(section.split())
+    assert f'{total} kill points in all; every resumed run matched' in flat
+    phrases = dict(
+        train='inside training iteration {}',
+        save='inside the write of the checkpoint of iteration {}',
+        val='inside the validation after iteration {}')
+    for point in kill.KILL_POINTS:
+        where, n = point.split(':')
+        assert phrases[where].format(n) in flat, point
+    with open(osp.join(REPO, 'README.md')) as f:
+        readme = ' '.join(f.read().split())
+    assert f'tested with SIGKILL at {total} points' in readme

@@ -6,7 +6,7 @@ import errno
 import os.path as osp
 import pickle
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 import torch
 from mmengine.config import Config

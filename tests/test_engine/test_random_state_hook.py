@@ -10,7 +10,6 @@ from helpers import (DEMO_AKD, cli_options, demo_options,
 KEYS = ('loss', 'student.decode.loss_ce', 'distill.loss_cwd',
         'distill.akd.cwd.w0', 'distill.akd.cwd.w3', 'distill.akd.cwd.u')
 
-
 #: MMEngine's own training entry (what MMRazor's tools/train.py does),
 #: without the hooks mmakd's tools/train.py adds.
 PLAIN_TRAIN = """
@@ -31,11 +30,14 @@ Runner.from_cfg(cfg).train()
 
 def _train(work_dir, options, resume=False, plain=False):
     if plain:
-        args = ['-c', PLAIN_TRAIN, DEMO_AKD, work_dir,
-                'resume' if resume else 'start']
+        args = [
+            '-c', PLAIN_TRAIN, DEMO_AKD, work_dir,
+            'resume' if resume else 'start'
+        ]
     else:
-        args = ['tools/train.py', DEMO_AKD, '--work-dir', work_dir,
-                '--cfg-options']
+        args = [
+            'tools/train.py', DEMO_AKD, '--work-dir', work_dir, '--cfg-options'
+        ]
         if resume:
             args.insert(-1, '--resume')
     result = run_python(args + cli_options(options))
@@ -97,3 +99,27 @@ def test_without_the_hook_dropout_draws_differ(runs):
     assert any(
         resumed[it]['loss'] != pytest.approx(full[it]['loss'], rel=1e-6)
         for it in (4, 5, 6))
+
+
+def test_validation_leaves_the_random_state_as_it_found_it():
+    """A checkpoint is written before the validation that follows it; the
+    run resumed from it must draw what the run that validated draws."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from mmakd.engine.hooks import RandomStateHook
+
+    def draws():
+        return (torch.rand(3).tolist(), np.random.rand(3).tolist(),
+                random.random())
+
+    hook = RandomStateHook()
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    without = draws()
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    hook.before_val(runner=None)
+    draws()  # what validation draws (e.g. a DataLoader iterator's seed)
+    hook.after_val(runner=None)
+    assert draws() == without

@@ -68,29 +68,43 @@ def _config(folder: str, base: str, hooks: List[str]) -> str:
     return path
 
 
-def _launch(config: str, options: dict, work: str, resume: bool,
-            kill_at: str = None) -> str:
-    """Run tools/train.py; with ``kill_at``, SIGKILL it there. Returns the
-    log."""
-    marker = osp.join(work + '.marker')
-    if osp.exists(marker):
-        os.remove(marker)
+def _env(kill_at: str = None, marker: str = None) -> dict:
     env = dict(
         os.environ,
         OMP_NUM_THREADS='1',
-        MMAKD_KILL_MARKER=marker,
-        PYTHONPATH=os.pathsep.join([REPO, osp.join(REPO, 'tests', 'data')]))
+        PYTHONPATH=os.pathsep.join([REPO,
+                                    osp.join(REPO, 'tests', 'data')]))
     env.pop('MMAKD_KILL_AT', None)
     if kill_at:
-        env['MMAKD_KILL_AT'] = kill_at
-    args = [
+        env.update(MMAKD_KILL_AT=kill_at, MMAKD_KILL_MARKER=marker)
+    return env
+
+
+def _args(config: str, options: dict, work: str, resume: bool) -> list:
+    return [
         sys.executable, 'tools/train.py', config, '--work-dir', work,
         '--cfg-options'
     ] + cli_options(options) + (['--resume'] if resume else [])
+
+
+def _launch(config: str,
+            options: dict,
+            work: str,
+            resume: bool,
+            kill_at: str = None) -> str:
+    """Run tools/train.py; with ``kill_at``, SIGKILL it there. Returns the
+    log."""
+    marker = work + '.marker'
+    if osp.exists(marker):
+        os.remove(marker)
     log_path = f'{work}.{len(glob.glob(work + ".*.log"))}.log'
     with open(log_path, 'w') as log:
         proc = subprocess.Popen(
-            args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            _args(config, options, work, resume),
+            cwd=REPO,
+            env=_env(kill_at, marker),
+            stdout=log,
+            stderr=subprocess.STDOUT)
         deadline = time.time() + TIMEOUT
         while kill_at and not osp.exists(marker):
             if proc.poll() is not None or time.time() > deadline:
@@ -125,8 +139,8 @@ def _records(work: str) -> Dict[str, Dict[int, dict]]:
     """Train and validation records of every launch, by iteration; a
     launch that was killed may repeat iterations another logged."""
     out = {'train': {}, 'val': {}}
-    for path in sorted(glob.glob(osp.join(work, '*', 'vis_data',
-                                          'scalars.json'))):
+    for path in sorted(
+            glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))):
         with open(path) as f:
             for line in f:
                 record = json.loads(line)
@@ -166,19 +180,11 @@ def _killed_and_resumed(config: str, options: dict, work: str) -> List[str]:
 def _run_pair(config: str, options: dict, tmp) -> dict:
     """The uninterrupted run (in the background) and the killed one."""
     full, killed = str(tmp / 'full'), str(tmp / 'killed')
-    env = dict(
-        os.environ,
-        OMP_NUM_THREADS='1',
-        PYTHONPATH=os.pathsep.join([REPO, osp.join(REPO, 'tests', 'data')]))
-    env.pop('MMAKD_KILL_AT', None)
     with open(full + '.log', 'w') as log:
         background = subprocess.Popen(
-            [
-                sys.executable, 'tools/train.py', config, '--work-dir', full,
-                '--cfg-options'
-            ] + cli_options(options),
+            _args(config, options, full, False),
             cwd=REPO,
-            env=env,
+            env=_env(),
             stdout=log,
             stderr=subprocess.STDOUT)
         try:
@@ -231,15 +237,16 @@ def _iter_options(shapes_root: str, **extra) -> dict:
 def test_akd_survives_kills(tmp_path, shapes_root):
     teacher = random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
     config = _config(
-        str(tmp_path), DEMO_AKD,
-        ["dict(type='mmrazor.RandomStateHook')",
-         "dict(type='mmrazor.KillProbeHook')"])
-    pair = _run_pair(config,
-                     _iter_options(shapes_root, **{'model.teacher_ckpt':
-                                                   teacher}), tmp_path)
-    _assert_same_run(
-        pair, 6, ('loss', 'distill.loss_cwd', 'distill.akd.cwd.w0',
-                  'distill.akd.cwd.w3', 'distill.akd.cwd.u'), ITER_RESUMES)
+        str(tmp_path), DEMO_AKD, [
+            "dict(type='mmrazor.RandomStateHook')",
+            "dict(type='mmrazor.KillProbeHook')"
+        ])
+    pair = _run_pair(
+        config, _iter_options(shapes_root, **{'model.teacher_ckpt': teacher}),
+        tmp_path)
+    _assert_same_run(pair, 6,
+                     ('loss', 'distill.loss_cwd', 'distill.akd.cwd.w0',
+                      'distill.akd.cwd.w3', 'distill.akd.cwd.u'), ITER_RESUMES)
 
 
 @pytest.mark.slow
@@ -250,15 +257,16 @@ def test_multi_teacher_distill_survives_kills(tmp_path, shapes_root):
         for i in range(4)
     ]
     config = _config(
-        str(tmp_path), DEMO_ENSEMBLE,
-        ["dict(type='mmrazor.RandomStateHook')",
-         "dict(type='mmrazor.KillProbeHook')"])
+        str(tmp_path), DEMO_ENSEMBLE, [
+            "dict(type='mmrazor.RandomStateHook')",
+            "dict(type='mmrazor.KillProbeHook')"
+        ])
     pair = _run_pair(
-        config,
-        _iter_options(shapes_root, **{'model.teacher_ckpts': teachers}),
-        tmp_path)
-    _assert_same_run(pair, 6, ('loss', 'student.loss_cls',
-                               'distill.loss_cwd_fpn0'), ITER_RESUMES)
+        config, _iter_options(shapes_root, **{'model.teacher_ckpts':
+                                              teachers}), tmp_path)
+    _assert_same_run(pair, 6,
+                     ('loss', 'student.loss_cls', 'distill.loss_cwd_fpn0'),
+                     ITER_RESUMES)
 
 
 def _analyser_checkpoint(path: str, config: str) -> str:
@@ -271,8 +279,10 @@ def _analyser_checkpoint(path: str, config: str) -> str:
     torch.manual_seed(0)
     state = MODELS.build(tubes).state_dict()
     torch.save(
-        dict(state_dict={f'analyser.{k}': v
-                         for k, v in state.items()}), path)
+        dict(state_dict={
+            f'analyser.{k}': v
+            for k, v in state.items()
+        }), path)
     return path
 
 
@@ -286,23 +296,30 @@ def test_mgkd_stage_survives_kills(tmp_path):
     config = _config(
         str(tmp_path), MGKD_STAGE2, ["dict(type='mmrazor.KillProbeHook')"])
     options = {
-        'train_dataloader.dataset.data_root': data,
-        'val_dataloader.dataset.data_root': data,
-        'test_dataloader.dataset.data_root': data,
-        'model.teacher_ckpt': random_teacher_checkpoint(
-            str(tmp_path / 'teacher.pth'), MGKD_TEACHER),
+        'train_dataloader.dataset.data_root':
+        data,
+        'val_dataloader.dataset.data_root':
+        data,
+        'test_dataloader.dataset.data_root':
+        data,
+        'model.teacher_ckpt':
+        random_teacher_checkpoint(str(tmp_path / 'teacher.pth'), MGKD_TEACHER),
         'model.distiller.connectors.t_tubes.checkpoint':
         _analyser_checkpoint(
             str(tmp_path / 'analyser.pth'), osp.join(REPO, MGKD_STAGE2)),
-        'train_cfg.max_epochs': 3,
-        'train_cfg.val_interval': 1,
-        'default_hooks.checkpoint.interval': 1,
-        'default_hooks.checkpoint.max_keep_ckpts': 1,
-        'default_hooks.logger.interval': 1,
+        'train_cfg.max_epochs':
+        3,
+        'train_cfg.val_interval':
+        1,
+        'default_hooks.checkpoint.interval':
+        1,
+        'default_hooks.checkpoint.max_keep_ckpts':
+        1,
+        'default_hooks.logger.interval':
+        1,
     }
     pair = _run_pair(config, options, tmp_path)
-    _assert_same_run(
-        pair, 6, ('loss', 'distill.loss_stable', 'distill.loss_narrow',
-                  'distill.loss_wide'),
-        ('resumed epoch: 1, iter: 2', 'resumed epoch: 1, iter: 2',
-         'resumed epoch: 2, iter: 4'))
+    _assert_same_run(pair, 6, ('loss', 'distill.loss_stable',
+                               'distill.loss_narrow', 'distill.loss_wide'),
+                     ('resumed epoch: 1, iter: 2', 'resumed epoch: 1, iter: 2',
+                      'resumed epoch: 2, iter: 4'))

@@ -12,7 +12,6 @@ from mmengine.config import Config
 
 from mmakd.utils.checkpoint import (UnreadableCheckpointError,
                                     convert_kd_checkpoint, read_checkpoint,
-                                    resume_checkpoint,
                                     use_teachers_from_checkpoint)
 
 
@@ -158,16 +157,3 @@ def test_multi_teacher_checkpoints_are_skipped_per_teacher(tmp_path):
         "model.teacher_ckpts[0]='a.pth' not read: the checkpoint "
         f"{first} provides the teacher's weights (its `teacher.` entries)."
     ]
-
-
-def test_resume_checkpoint_is_the_one_the_runner_resumes(tmp_path):
-    work = tmp_path / 'work'
-    work.mkdir()
-    cfg = Config(dict(work_dir=str(work), resume=True, load_from=None))
-    assert resume_checkpoint(cfg) is None
-    (work / 'last_checkpoint').write_text(str(work / 'iter_4.pth'))
-    assert resume_checkpoint(cfg) == str(work / 'iter_4.pth')
-    cfg.load_from = 'x.pth'
-    assert resume_checkpoint(cfg) == 'x.pth'
-    cfg.resume = False
-    assert resume_checkpoint(cfg) is None

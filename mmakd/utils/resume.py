@@ -62,11 +62,11 @@ def resume_checkpoint(cfg: Config) -> Tuple[Optional[str], List[str]]:
     - ``load_from`` set (``--resume CKPT``): that file, as given (reading
       it later names it in any error).
     - Otherwise (``--resume`` alone): the checkpoint ``last_checkpoint`` in
-      ``work_dir`` names, if it loads; if it does not (missing, truncated,
-      ``last_checkpoint`` empty or absent), the newest ``iter_N.pth`` /
-      ``epoch_N.pth`` in its folder or ``work_dir`` that loads, with one
-      note naming each file skipped and why. Nothing when ``work_dir``
-      holds neither (a first run starts from the beginning).
+      ``work_dir`` names, if it loads (or is a URL); if it does not
+      (missing, truncated, ``last_checkpoint`` empty or absent), the newest
+      ``iter_N.pth`` / ``epoch_N.pth`` in its folder or ``work_dir`` that
+      loads, with one note naming each file skipped and why. Nothing when
+      ``work_dir`` holds neither (a first run starts from the beginning).
 
     Args:
         cfg (Config): The config, ``work_dir`` set.
@@ -87,8 +87,8 @@ def resume_checkpoint(cfg: Config) -> Tuple[Optional[str], List[str]]:
     if not work_dir or not osp.isdir(work_dir):
         return None, []
     last = _last_checkpoint(work_dir)
-    if last and _why_not(last) is None:
-        return last, []
+    if last and ('://' in last or _why_not(last) is None):
+        return last, []  # a remote out_dir is MMEngine's to read
 
     folders = [work_dir]
     if last and osp.isdir(osp.dirname(last)) and osp.abspath(

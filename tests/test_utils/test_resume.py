@@ -41,6 +41,10 @@ def test_last_checkpoint_when_it_loads(tmp_path):
     _checkpoint(tmp_path / 'iter_6.pth', 6)  # newer, but not named
     (tmp_path / 'last_checkpoint').write_text(first)
     assert resume_checkpoint(_cfg(tmp_path)) == (first, [])
+    # a remote out_dir: MMEngine's file backend reads it
+    remote = 's3://bucket/work/iter_8.pth'
+    (tmp_path / 'last_checkpoint').write_text(remote)
+    assert resume_checkpoint(_cfg(tmp_path)) == (remote, [])
 
 
 def test_the_newest_that_loads_when_last_checkpoint_does_not(tmp_path):

@@ -150,6 +150,8 @@ def test_the_kill_figure_follows_the_kill_test():
     run does not match)."""
     kill = load_tool('tests/test_tools/test_kill_resume.py', 'kill_resume')
     total = len(kill.ALGORITHMS) * len(kill.KILL_POINTS)
+    tests = [name for name in dir(kill) if name.endswith('_survives_kills')]
+    assert len(tests) == len(kill.ALGORITHMS), tests
     with open(osp.join(REPO, 'docs', 'user_guide.md')) as f:
         guide = f.read()
     section = guide.split('### Kill it at any moment')[1].split(

@@ -54,5 +54,5 @@ def test_ci_fails_on_lint_before_the_tests():
     with open(osp.join(REPO, '.ci', 'run')) as f:
         script = f.read()
     assert 'set -euo pipefail' in script
-    commands = re.findall(r'^make (\w+)', script, re.M)
-    assert commands == ['lint', 'test']
+    commands = re.findall(r'^make ([\w-]+)', script, re.M)
+    assert commands == ['lint', 'test', 'test-resume']

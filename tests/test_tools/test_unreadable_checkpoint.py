@@ -54,15 +54,23 @@ def test_resume_names_the_checkpoint(damaged, tmp_path):
 
 
 def test_auto_resume_names_the_latest_checkpoint(damaged, tmp_path):
-    """``--resume`` alone takes the work directory's latest checkpoint,
-    which a run killed while saving leaves truncated."""
+    """``--resume`` alone skips a latest checkpoint that does not load (a
+    copy cut short, say); with no other it stops, naming the file, why, and
+    what to do (tests/test_utils/test_resume.py: the fallback)."""
     work = tmp_path / 'work'
     work.mkdir()
     (work / 'last_checkpoint').write_text(damaged['truncated'])
     result = run_python(
         ['tools/train.py', DEMO_STUDENT, '--work-dir',
          str(work), '--resume'])
-    _fails_with(result, f'--resume={damaged["truncated"]!r} {HINT}')
+    _fails_with(
+        result, f'UnreadableCheckpointError: --resume: no checkpoint in '
+        f'{work} loads: {damaged["truncated"]} (named by last_checkpoint) '
+        'does not load (')  # PyTorch's reason, e.g. OSError: [Errno 22]
+    _fails_with(
+        result, '). To continue from a copy that loads, pass --resume PATH; '
+        'to start from the beginning, move these files and last_checkpoint '
+        f'out of {work} or train into another --work-dir.')
 
 
 def test_converter_names_the_checkpoint(damaged, tmp_path):

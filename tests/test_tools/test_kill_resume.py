@@ -261,9 +261,15 @@ def test_multi_teacher_distill_survives_kills(tmp_path, shapes_root):
             "dict(type='mmrazor.RandomStateHook')",
             "dict(type='mmrazor.KillProbeHook')"
         ])
-    pair = _run_pair(
-        config, _iter_options(shapes_root, **{'model.teacher_ckpts':
-                                              teachers}), tmp_path)
+    # the COCO metric reads its annotation file by itself
+    options = _iter_options(
+        shapes_root, **{
+            'model.teacher_ckpts':
+            teachers,
+            'val_evaluator.ann_file':
+            osp.join(shapes_root, 'annotations', 'instances_val.json'),
+        })
+    pair = _run_pair(config, options, tmp_path)
     _assert_same_run(pair, 6,
                      ('loss', 'student.loss_cls', 'distill.loss_cwd_fpn0'),
                      ITER_RESUMES)

@@ -87,8 +87,11 @@ def resume_checkpoint(cfg: Config) -> Tuple[Optional[str], List[str]]:
     if not work_dir or not osp.isdir(work_dir):
         return None, []
     last = _last_checkpoint(work_dir)
-    if last and ('://' in last or _why_not(last) is None):
+    if last and '://' in last:
         return last, []  # a remote out_dir is MMEngine's to read
+    why_last = _why_not(last) if last else None
+    if last and why_last is None:
+        return last, []
 
     folders = [work_dir]
     if last and osp.isdir(osp.dirname(last)) and osp.abspath(
@@ -96,7 +99,7 @@ def resume_checkpoint(cfg: Config) -> Tuple[Optional[str], List[str]]:
         folders.insert(0, osp.dirname(last))  # the hook's out_dir
     candidates = [p for folder in folders for p in _numbered(folder)]
     if last:
-        skipped = [f'{last} (named by last_checkpoint) {_why_not(last)}']
+        skipped = [f'{last} (named by last_checkpoint) {why_last}']
     elif last == '':
         skipped = [f'{osp.join(work_dir, "last_checkpoint")} is empty']
     else:

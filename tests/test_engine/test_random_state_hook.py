@@ -13,17 +13,19 @@ KEYS = ('loss', 'student.decode.loss_ce', 'distill.loss_cwd',
 #: MMEngine's own training entry (what MMRazor's tools/train.py does),
 #: without the hooks mmakd's tools/train.py adds.
 PLAIN_TRAIN = """
-import sys
+import argparse
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 import mmakd
 from mmakd.utils import load_config
-config, work_dir, resume, *options = sys.argv[1:]
-action = DictAction(option_strings=[], dest='o', nargs='+')
-parsed = type('Namespace', (), {})()
-action(None, parsed, options)
-cfg = load_config(config, parsed.o)
-cfg.work_dir, cfg.resume = work_dir, resume == 'resume'
+parser = argparse.ArgumentParser()
+parser.add_argument('config')
+parser.add_argument('work_dir')
+parser.add_argument('resume', choices=['start', 'resume'])
+parser.add_argument('options', nargs='+', action=DictAction)
+args = parser.parse_args()
+cfg = load_config(args.config, args.options)
+cfg.work_dir, cfg.resume = args.work_dir, args.resume == 'resume'
 Runner.from_cfg(cfg).train()
 """
 

@@ -8,6 +8,9 @@
 #   make test-resume
 #                   the kill -9 / --resume tests (slow, about 3 min; CI
 #                   runs them after `make test`)
+#   make test-pair  one-command distillation end to end (slow, about 3
+#                   min: the demo pairs from the command, every stock
+#                   pair's step; CI runs them after `make test-resume`)
 #   make env        only create/update the environment
 #   make env TORCH=2.14.1
 #                   the same stack on another torch (2.13 or newer) with
@@ -52,7 +55,7 @@ COPYRIGHT_PATHS := mmakd tools tests
 COPYRIGHT := ^\# Copyright (c) mmakd contributors
 STAMP := $(VENV)/.mmakd-env
 
-.PHONY: env demo test test-all test-resume test-torch lint format clean-env
+.PHONY: env demo test test-all test-resume test-pair test-torch lint format clean-env
 
 env: $(STAMP)
 
@@ -108,6 +111,10 @@ test-all: $(STAMP)
 
 test-resume: $(STAMP)
 	$(PY) -m pytest tests/test_tools/test_kill_resume.py -m slow $(PYTEST_ARGS)
+
+test-pair: $(STAMP)
+	$(PY) -m pytest tests/test_tools/test_train_pair.py \
+	  tests/test_apis/test_distill_pair.py -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m flake8 $(LINT_PATHS)

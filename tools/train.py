@@ -1,5 +1,6 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-"""Train a distillation algorithm (or any OpenMMLab model) from a config.
+"""Train a distillation algorithm (or any OpenMMLab model) from a config,
+or distil any two models with one command.
 
 Accepts mmakd's configs, local configs and configs shipped by installed
 packages, e.g. ``python tools/train.py
@@ -20,7 +21,8 @@ from mmengine.runner import Runner
 
 import mmakd  # noqa: F401  (PyTorch compatibility, registers mmakd)
 from mmakd.engine.optimizers import CPUAmpOptimWrapper
-from mmakd.utils import fit_logger_interval, load_config, prepare_distributed
+from mmakd.utils import (fit_logger_interval, keep_config_file, load_config,
+                         prepare_distributed)
 from mmakd.utils.checkpoint import use_teachers_from_checkpoint
 from mmakd.utils.resume import (resume_checkpoint, use_atomic_checkpoints,
                                 use_random_state_hook)
@@ -61,11 +63,49 @@ def parse_args() -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm'],
         default='none',
         help='job launcher')
+    pair = parser.add_argument_group(
+        'one-command distillation (CONFIG is the student)')
+    pair.add_argument(
+        '--teacher', help='the teacher\'s plain config (file or pkg::path)')
+    pair.add_argument(
+        '--teacher-ckpt', help='the teacher\'s checkpoint (path or URL)')
+    pair.add_argument(
+        '--distill',
+        choices=['cwd', 'pkd', 'mgd', 'kd'],
+        help='the loss; defaults to cwd (detectors: every neck level; '
+        'segmentors: the decode head\'s logits) and kd (classifiers)')
+    pair.add_argument(
+        '--avatars',
+        type=int,
+        metavar='K',
+        help='add K Avatars (AKD) with mmakd\'s recommended settings')
+    pair.add_argument(
+        '--aux-head',
+        action='store_true',
+        help='segmentors: also distil the auxiliary heads\' logits')
+    pair.add_argument(
+        '--dry-run',
+        action='store_true',
+        help='write the config and print its table, without training or '
+        'downloading anything')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if args.amp_dtype is not None and not args.amp:
         parser.error('--amp-dtype needs --amp')
+    pair_only = [
+        f'--{name.replace("_", "-")}'
+        for name in ('teacher_ckpt', 'distill', 'avatars', 'aux_head',
+                     'dry_run') if getattr(args, name) not in (None, False)
+    ]
+    if args.teacher is None and pair_only:
+        parser.error(f'{", ".join(pair_only)} need --teacher (one-command '
+                     'distillation: CONFIG is the student)')
+    if args.teacher is not None and not args.teacher_ckpt:
+        parser.error('--teacher needs --teacher-ckpt, the teacher\'s trained '
+                     'weights (a path or URL)')
+    if args.avatars is not None and args.avatars < 1:
+        parser.error(f'--avatars must be 1 or more, got {args.avatars}')
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
@@ -135,9 +175,37 @@ def enable_amp(cfg,
             wrapper.setdefault('loss_scale', 'dynamic')
 
 
+def distill_pair(args: argparse.Namespace) -> Optional[str]:
+    """One-command distillation: write the config, print its table;
+    returns its path, or None for ``--dry-run``."""
+    from mmakd.apis.distill_pair import PairingError, make_pair_config
+    try:
+        made = make_pair_config(args.config, args.teacher, args.teacher_ckpt,
+                                args.work_dir, args.distill, args.avatars,
+                                args.aux_head, args.cfg_options)
+    except PairingError as err:
+        raise SystemExit(f'error: {err}') from None
+    print(made.table, flush=True)
+    if made.replaced:
+        print(f'  (a different config of that name was moved to '
+              f'{made.replaced})')
+    if args.dry_run:
+        print(f'dry run: wrote {made.path}; train it with `python '
+              f'tools/train.py {made.path}`.')
+        return None
+    args.work_dir = made.work_dir
+    return made.path
+
+
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options)
+    config = args.config
+    if args.teacher is not None:
+        config = distill_pair(args)
+        if config is None:
+            return
+        args.cfg_options = None  # written into the generated config
+    cfg = load_config(config, args.cfg_options)
     prepare_distributed(cfg, args.launcher)
 
     # work_dir: CLI > config > ./work_dirs/<config name>
@@ -146,6 +214,7 @@ def main() -> None:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(cfg.filename))[0])
+    cfg, dump_note = keep_config_file(cfg)
 
     if args.amp:
         enable_amp(cfg, args.amp_dtype)
@@ -156,6 +225,7 @@ def main() -> None:
                            'base_batch_size in the config.')
         cfg.auto_scale_lr.enable = True
     log_notes = [
+        dump_note,
         fit_logger_interval(cfg),
         use_atomic_checkpoints(cfg),
         use_random_state_hook(cfg)

@@ -27,7 +27,8 @@ from mmengine.utils import get_installed_path, is_installed
 
 __all__ = [
     'load_config', 'resolve_config_path', 'installed_package_path',
-    'mmakd_base_scope', 'register_config_scope', 'fit_logger_interval'
+    'mmakd_base_scope', 'register_config_scope', 'fit_logger_interval',
+    'keep_config_file'
 ]
 
 #: The ``package::`` prefix of the configs mmakd ships (``mmakd/.mim``).
@@ -200,3 +201,35 @@ def fit_logger_interval(cfg: Config) -> Optional[str]:
     return (f'default_hooks.logger.interval={interval} is longer than the '
             f'run (train_cfg.max_iters={max_iters}): set to {max_iters}, '
             'so that the losses are logged once, at the last iteration')
+
+
+def keep_config_file(cfg: Config) -> Tuple[Config, Optional[str]]:
+    """Keep MMEngine from overwriting a config that lives in its own work
+    directory.
+
+    MMEngine's ``Runner`` dumps the whole, resolved config to
+    ``work_dir/<name of the config file>``; for a config inside
+    ``cfg.work_dir`` (a one-command distillation config, run again with
+    the same work dir) that replaces the readable file by the dump. The
+    dump then goes to ``<name>_full.py`` instead.
+
+    Args:
+        cfg (Config): The loaded config, with ``work_dir`` set.
+
+    Returns:
+        tuple: The config to run (a copy whose dump goes elsewhere, or
+        ``cfg``) and a note for the log (None when unchanged).
+    """
+    filename = cfg.filename
+    if not filename or not osp.isdir(cfg.work_dir) or not osp.samefile(
+            osp.dirname(osp.abspath(filename)), cfg.work_dir):
+        return cfg, None
+    dump = osp.splitext(filename)[0] + '_full.py'
+    kept = Config(
+        cfg._cfg_dict.to_dict(),
+        cfg_text=cfg.text,
+        filename=dump,
+        env_variables=cfg.env_variables)
+    return kept, (f'{osp.basename(filename)} is in the work dir: '
+                  f'MMEngine\'s dump of the resolved config goes to '
+                  f'{osp.basename(dump)}, so that it is kept')

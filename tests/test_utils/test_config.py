@@ -111,3 +111,20 @@ def test_fit_logger_interval_leaves_epoch_runs_alone():
             default_hooks=dict(logger=dict(type='LoggerHook', interval=50))))
     assert fit_logger_interval(cfg) is None
     assert cfg.default_hooks.logger.interval == 50
+
+
+def test_keep_config_file_moves_the_dump_of_a_config_in_its_work_dir(tmp_path):
+    from mmakd.utils import keep_config_file
+    path = tmp_path / 'generated.py'
+    path.write_text('# readable\na = dict(b=1)\n')
+    cfg = Config.fromfile(str(path))
+    cfg.work_dir = str(tmp_path)
+    kept, note = keep_config_file(cfg)
+    assert kept.filename == str(tmp_path / 'generated_full.py')
+    assert kept.a == dict(b=1) and kept.work_dir == str(tmp_path)
+    assert 'generated_full.py' in note
+    kept.dump(osp.join(kept.work_dir, osp.basename(kept.filename)))  # Runner
+    assert path.read_text().startswith('# readable')
+
+    cfg.work_dir = str(tmp_path / 'elsewhere')  # not there yet, or another
+    assert keep_config_file(cfg) == (cfg, None)

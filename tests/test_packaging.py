@@ -13,9 +13,11 @@ import textwrap
 import zipfile
 
 import pytest
+from mmengine.config import Config
 
-from helpers import (AKD_RETINA, DEMO_AKD, REPO, cli_options, demo_options,
-                     random_teacher_checkpoint, run_python, write_user_config)
+from helpers import (AKD_RETINA, DEMO_AKD, DEMO_STUDENT, DEMO_TEACHER, REPO,
+                     cli_options, demo_options, random_teacher_checkpoint,
+                     run_python, write_user_config)
 
 #: Left out of the copy the wheel is built from (large or machine-local).
 NOT_BUILT_FROM = ('.venv', '.venv-torch*', '.cache', '.git', 'work_dirs',
@@ -170,3 +172,27 @@ def test_mim_trains_and_tests_an_mmakd_config_from_the_wheel(
     assert osp.join(shipped, 'tools', 'test.py') in log
     assert 'Iter(test)' in log and 'mIoU: ' in log
     assert 'Testing finished successfully' in log  # MIM's own report
+
+
+def test_mim_distils_two_models_with_one_command_from_the_wheel(
+        target, tmp_path):
+    """``mim train mmakd STUDENT --teacher mmakd::TEACHER --teacher-ckpt C
+    --dry-run``: MIM finds the student by name and passes the one-command
+    options to the wheel's tools/train.py, which writes the config."""
+    pytest.importorskip('mim')
+    teacher = random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
+    work_dir = str(tmp_path / 'work')
+    log = _run_installed([
+        '-m', 'mim', 'train', 'mmakd',
+        osp.basename(DEMO_STUDENT), '--teacher',
+        'mmakd::' + DEMO_TEACHER[len('configs/'):], '--teacher-ckpt', teacher,
+        '--avatars', '4', '--work-dir', work_dir, '--dry-run'
+    ], target, str(tmp_path))
+    [written] = glob.glob(osp.join(work_dir, 'akd_cwd_logits_*.py'))
+    assert f'dry run: wrote {written}' in log
+    assert 'decode_head.conv_seg' in log and '7x16x16' in log
+    text = open(written).read()
+    shipped = osp.join(target, 'mmakd', '.mim', 'configs')
+    assert osp.join(shipped, DEMO_STUDENT[len('configs/'):]) in text
+    avatars = Config.fromfile(written).model.distiller.avatars
+    assert avatars.perturbation.p == (0.05, 0.1, 0.2, 0.4)

@@ -120,13 +120,13 @@ def logit_sources(model: nn.Module,
 
 def probe_size(cfg) -> Tuple[int, int]:
     """(H, W) of the probe batch: the segmentor's training crop
-    (``model.data_preprocessor.size``) scaled to :data:`PROBE_SIDE`, or a
-    square of that side; multiples of 32."""
+    (``model.data_preprocessor.size``), scaled down to fit
+    :data:`PROBE_SIDE`, or a square of that side; multiples of 32."""
     size = (cfg.get('model') or {}).get('data_preprocessor', {}).get('size')
     if not size:
         return PROBE_SIDE, PROBE_SIDE
     height, width = size
-    scale = PROBE_SIDE / max(height, width)
+    scale = min(1.0, PROBE_SIDE / max(height, width))
     return tuple(
         max(32,
             int(round(s * scale / 32)) * 32) for s in (height, width))

@@ -174,6 +174,11 @@ def _loss(cfg: Dict[str, Any]) -> str:
     return f'{cfg["type"]}({args})'
 
 
+def _weight(cfg: Dict[str, Any]) -> str:
+    # MGDLoss has no loss_weight: its alpha_mgd scales it
+    return f'{cfg["loss_weight"]:g}' if 'loss_weight' in cfg else '-'
+
+
 def _connector(cfg: Optional[Dict[str, Any]]) -> str:
     if not cfg:
         return '-'
@@ -196,7 +201,8 @@ def format_table(plan: PairPlan, path: Optional[str] = None) -> str:
             _shape(pair.teacher_shape),
             f'{pair.stride:g}' if pair.stride else '-',
             _connector(pair.connector),
-            _loss(pair.loss_cfg), f'{pair.loss_cfg.get("loss_weight", 1.0):g}'
+            _loss(pair.loss_cfg),
+            _weight(pair.loss_cfg)
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [

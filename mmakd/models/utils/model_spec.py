@@ -17,7 +17,7 @@ from mmengine.runner import load_checkpoint
 from torch import nn
 
 from mmakd.registry import MODELS
-from mmakd.utils.config import resolve_config_path
+from mmakd.utils.config import CONFIG_SCOPE, resolve_config_path
 
 __all__ = ['build_model_from_spec', 'load_model_config']
 
@@ -77,8 +77,9 @@ def _model_cfg_from_file(spec: Dict[str, Any],
     if 'data_preprocessor' in cfg and 'data_preprocessor' not in model_cfg:
         model_cfg.data_preprocessor = cfg.data_preprocessor
     if '_scope_' not in model_cfg:
-        scope = cfg_path.split('::', 1)[0] if '::' in cfg_path else \
-            cfg.get('default_scope')
+        scope = cfg_path.split('::', 1)[0] if '::' in cfg_path else None
+        if scope in (None, CONFIG_SCOPE):  # mmakd:: has no registries
+            scope = cfg.get('default_scope')
         if scope:
             model_cfg['_scope_'] = scope
     if pretrained is True:

@@ -23,6 +23,17 @@ def test_package_config():
         [123.675, 116.28, 103.53])
 
 
+def test_mmakd_package_config_builds_in_its_default_scope():
+    """``mmakd::`` has no registries: the model builds in the scope the
+    config declares (found by ``mim train mmakd S --teacher mmakd::T``)."""
+    from mmseg.models import EncoderDecoder
+    model = build_model_from_spec(
+        dict(cfg_path='mmakd::akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py'),
+        'model.teacher')
+    assert isinstance(model, EncoderDecoder)
+    assert model.decode_head.num_classes == 7
+
+
 def test_local_config_file():
     model = build_model_from_spec(dict(cfg_path=LOCAL_CFG), 'model.teacher')
     assert isinstance(model, RetinaNet)

@@ -28,7 +28,8 @@ def test_mmakd_package_config_builds_in_its_default_scope():
     config declares (found by ``mim train mmakd S --teacher mmakd::T``)."""
     from mmseg.models import EncoderDecoder
     model = build_model_from_spec(
-        dict(cfg_path='mmakd::akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py'),
+        dict(
+            cfg_path='mmakd::akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py'),
         'model.teacher')
     assert isinstance(model, EncoderDecoder)
     assert model.decode_head.num_classes == 7

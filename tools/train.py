@@ -185,6 +185,9 @@ def distill_pair(args: argparse.Namespace) -> Optional[str]:
                                 args.aux_head, args.cfg_options)
     except PairingError as err:
         raise SystemExit(f'error: {err}') from None
+    args.work_dir = made.work_dir
+    if os.environ.get('RANK', '0') != '0':  # the table once per launch
+        return None if args.dry_run else made.path
     print(made.table, flush=True)
     if made.replaced:
         print(f'  (a different config of that name was moved to '
@@ -193,7 +196,6 @@ def distill_pair(args: argparse.Namespace) -> Optional[str]:
         print(f'dry run: wrote {made.path}; train it with `python '
               f'tools/train.py {made.path}`.')
         return None
-    args.work_dir = made.work_dir
     return made.path
 
 

@@ -13,7 +13,7 @@ import torch
 
 from mmakd.apis.experiment import final_metrics, read_scalars
 from mmakd.utils.checkpoint import convert_kd_checkpoint
-from helpers import (DEMO, DEMO_STUDENT, DEMO_TEACHER, cli_options,
+from helpers import (DEMO, DEMO_STUDENT, DEMO_TEACHER, REPO, cli_options,
                      demo_options, load_tool, random_teacher_checkpoint,
                      run_python)
 
@@ -155,3 +155,45 @@ def test_demo_pair_trains_from_the_command_and_its_config_again(
                 })
             ]))
         assert f"mIoU: {final_metrics(runs[0])['mIoU']:.4f}" in test_log
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_config_and_one_table(tmp_path, shapes_root):
+    """``tools/dist_train.sh STUDENT 2 --teacher ...`` (two CPU processes):
+    both generate the same config, the table is printed once, and the
+    student-only checkpoint is written once."""
+    import os
+    import socket
+    import subprocess
+    ckpt = random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
+    work_dir = str(tmp_path / 'work')
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT=str(port),
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=REPO)
+    result = subprocess.run([
+        'bash', 'tools/dist_train.sh', DEMO_STUDENT, '2', '--teacher',
+        DEMO_TEACHER, '--teacher-ckpt', ckpt, '--work-dir', work_dir,
+        '--cfg-options', *cli_options(demo_options(shapes_root, iters=2))
+    ],
+                            cwd=REPO,
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=900)
+    log = _check(result)
+    assert log.count('One-command distillation (cwd)') == 1
+    assert log.count('wrote ' + osp.join(work_dir, 'iter_2_student.pth')) == 1
+    names = sorted(
+        p.name for p in (tmp_path / 'work').iterdir() if p.suffix == '.py')
+    assert names == [
+        'cwd_logits_pspnet_r18-w32_1xb8-1600it_shapes-128_pspnet_r18-w8_'
+        '1xb8-600it_shapes-128.py',
+        'cwd_logits_pspnet_r18-w32_1xb8-1600it_shapes-128_pspnet_r18-w8_'
+        '1xb8-600it_shapes-128_full.py'
+    ]

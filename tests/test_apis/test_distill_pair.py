@@ -13,7 +13,9 @@ from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mmakd.apis.distill_pair import PairingError, make_pair_config
+from mmakd.apis.distill_pair import (PairingError, format_table,
+                                     make_pair_config, plan_pair)
+from mmakd.models.utils import build_model_from_spec
 from mmakd.registry import MODELS
 from mmakd.testing import batch_for_model, random_weights_overrides
 from mmakd.utils import load_config
@@ -101,12 +103,13 @@ STOCK = {
     ('mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
      'mmseg::deeplabv3/deeplabv3_r101-d8_4xb2-80k_cityscapes-512x1024.py',
      dict(num_avatars=4)),
-    'resnet-kd': ('mmpretrain::resnet/resnet18_8xb32_in1k.py',
-                  'mmpretrain::resnet/resnet34_8xb32_in1k.py', {}),
+    'resnet-kd-akd': ('mmpretrain::resnet/resnet18_8xb32_in1k.py',
+                      'mmpretrain::resnet/resnet34_8xb32_in1k.py',
+                      dict(num_avatars=2)),
 }
 #: Kept in the default run (the others: `make test-all`, and CI's
 #: `make test-pair`).
-FAST_STOCK = ('yolox-channels-akd', 'pspnet-aux', 'resnet-kd')
+FAST_STOCK = ('yolox-channels-akd', 'pspnet-aux', 'resnet-kd-akd')
 #: Expected: (number of losses, loss weight, connector type or None).
 EXPECTED = {
     'retinanet': (5, 10, None),
@@ -116,7 +119,7 @@ EXPECTED = {
     'yolox-channels-akd': (3, 10, 'ConvModuleConnector'),
     'pspnet-aux': (2, 5, None),
     'deeplabv3-akd': (1, 5, None),
-    'resnet-kd': (1, 3, None),
+    'resnet-kd-akd': (1, 3, None),
 }
 
 
@@ -309,3 +312,44 @@ def test_a_different_config_of_the_same_name_is_moved_aside(
     assert changed.path == first.path and changed.replaced
     assert open(changed.replaced).read() == text
     assert 'max_iters=9' in open(changed.path).read()
+
+
+def test_the_students_load_from_loads_into_the_student(tmp_path, no_network):
+    """A student config that fine-tunes from ``load_from``: in the
+    distillation run the runner would load it into the algorithm (no key
+    matches); the generated config gives it to the student instead."""
+    init = build_model_from_spec(dict(cfg_path=DET_S), 'student')
+    for p in init.parameters():
+        torch.nn.init.normal_(p, 0.5, generator=torch.Generator())
+    ckpt = str(tmp_path / 'student_init.pth')
+    torch.save(dict(state_dict=init.state_dict()), ckpt)
+    student = _write_config(
+        tmp_path, 'finetune.py', f"_base_ = ['{osp.join(REPO, DET_S)}']\n"
+        f"load_from = '{ckpt}'\n")
+    made = _make(tmp_path / 'work', student, DET_T)
+    cfg = Config.fromfile(made.path)
+    assert cfg.load_from is None
+    assert "load_from is its model.init_cfg" in open(made.path).read()
+
+    cfg.merge_from_dict(random_weights_overrides(cfg))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    loaded = model.student.state_dict()
+    for key, value in init.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+
+
+def test_the_user_guide_shows_the_table_the_command_prints():
+    """docs/user_guide.md section 10 shows the demo pair's table with
+    ``--avatars 4``: the same lines as :func:`format_table` prints."""
+    plan, _, _ = plan_pair(
+        DET_S,
+        DET_T,
+        'work_dirs/akd_demo/det/teacher/iter_2000.pth',
+        num_avatars=4)
+    with open(osp.join(REPO, 'docs', 'user_guide.md')) as f:
+        guide = f.read()
+    section = guide.split('## 10. Distil any two models')[1]
+    shown = section.split('```text\n', 1)[1].split('```', 1)[0]
+    assert shown == format_table(plan) + '\n'

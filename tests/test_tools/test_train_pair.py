@@ -197,3 +197,24 @@ def test_two_processes_write_one_config_and_one_table(tmp_path, shapes_root):
         'cwd_logits_pspnet_r18-w32_1xb8-1600it_shapes-128_pspnet_r18-w8_'
         '1xb8-600it_shapes-128_full.py'
     ]
+
+
+@pytest.mark.slow
+def test_a_teacher_checkpoint_of_another_model_stops_before_training(
+        tmp_path, shapes_root):
+    """The teacher checkpoint loads strictly when the model is built:
+    a checkpoint of another model fails with the missing and unexpected
+    keys and the option that relaxes it, and nothing is trained."""
+    wrong = random_teacher_checkpoint(str(tmp_path / 'det.pth'), DET_T)
+    work_dir = str(tmp_path / 'work')
+    result = run_python([
+        'tools/train.py', DEMO_STUDENT, '--teacher', DEMO_TEACHER,
+        '--teacher-ckpt', wrong, '--work-dir', work_dir, '--cfg-options',
+        *cli_options(demo_options(shapes_root, iters=2))
+    ])
+    assert result.returncode != 0
+    assert 'model.teacher_ckpt=' in result.stderr and 'det.pth' in \
+        result.stderr
+    assert 'missing keys' in result.stderr
+    assert 'model.teacher_ckpt_strict=False' in result.stderr
+    assert not glob.glob(osp.join(work_dir, '*.pth'))

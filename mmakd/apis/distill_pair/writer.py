@@ -86,8 +86,23 @@ def pair_config_dict(
     if options:
         base.merge_from_dict(options)
     architecture: Dict[str, Any] = dict(cfg_path=student_ref, pretrained=False)
-    if plan.student_options:
-        architecture['cfg_options'] = dict(plan.student_options)
+    student_options = dict(plan.student_options)
+    if base.get('load_from'):
+        # MMEngine's Runner would load it into the algorithm, whose keys
+        # are the student's with an `architecture.` prefix: nothing would
+        # match. As the student's own Pretrained init_cfg it loads the
+        # same way (after the other initialisers, not strictly).
+        init_cfg = student_options.get('model.init_cfg',
+                                       base.model.get('init_cfg'))
+        init_cfg = [] if init_cfg is None else [
+            _plain(c)
+            for c in (init_cfg if isinstance(init_cfg, list) else [init_cfg])
+        ]
+        student_options['model.init_cfg'] = init_cfg + [
+            dict(type='Pretrained', checkpoint=base.load_from)
+        ]
+    if student_options:
+        architecture['cfg_options'] = student_options
     model = dict(
         _delete_=True,
         _scope_='mmrazor',
@@ -112,6 +127,8 @@ def pair_config_dict(
         model=model,
         find_unused_parameters=True,
         custom_hooks=hooks)
+    if base.get('load_from'):
+        cfg['load_from'] = None
     if base.get('data_preprocessor') is not None:
         # the Runner would give it to the algorithm, which runs the
         # student's own (built from model.architecture)
@@ -120,8 +137,8 @@ def pair_config_dict(
         cfg['val_cfg'] = dict(
             _delete_=True, type='mmrazor.SingleTeacherDistillValLoop')
     for top in dict.fromkeys(key.split('.')[0] for key in options or {}):
-        if top in ('custom_hooks', 'custom_imports'):
-            continue
+        if top in ('custom_hooks', 'custom_imports', 'load_from'):
+            continue  # written above
         value = _plain(base.get(top))
         if isinstance(value, dict):
             value = dict(_delete_=True, **value)
@@ -161,6 +178,10 @@ def pair_config_text(plan: PairPlan, cfg: Dict[str, Any]) -> str:
         '# Data, schedule, optimizer and hooks are the student\'s config '
         '(_base_).',
     ]
+    if cfg.get('load_from', 0) is None:
+        header.append('# The student\'s load_from is its model.init_cfg '
+                      '(Pretrained) here: the runner would load it into the '
+                      'algorithm.')
     return '\n'.join(header) + '\n' + Config(cfg).pretty_text
 
 

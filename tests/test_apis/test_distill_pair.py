@@ -13,7 +13,7 @@ from mmengine.logging import MessageHub
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mmakd.apis.distill_pair import (PairingError, format_table,
+from mmakd.apis.distill_pair import (PairingError, PairPlan, format_table,
                                      make_pair_config, plan_pair)
 from mmakd.models.utils import build_model_from_spec
 from mmakd.registry import MODELS
@@ -353,3 +353,33 @@ def test_the_user_guide_shows_the_table_the_command_prints():
     section = guide.split('## 10. Distil any two models')[1]
     shown = section.split('```text\n', 1)[1].split('```', 1)[0]
     assert shown == format_table(plan) + '\n'
+
+
+class _TensorNeckDetector(torch.nn.Module):
+    """A detector-shaped module whose neck returns one tensor, not a tuple
+    of levels."""
+
+    def __init__(self):
+        super().__init__()
+        self.neck = torch.nn.Conv2d(3, 4, 3, stride=8, padding=1)
+
+    def extract_feat(self, inputs):
+        return self.neck(inputs)
+
+
+def test_a_neck_that_returns_one_tensor_is_recorded_whole():
+    from mmakd.apis.distill_pair.plan import _det_pairs
+    from mmakd.apis.distill_pair.probe import probe_records
+    from mmakd.apis.distill_pair.recipes import RECIPES
+    shapes = probe_records(_TensorNeckDetector(), 'det', ['neck'], (64, 32))
+    assert shapes == {'neck': [(1, 4, 8, 4)], '__tensor__': ['neck']}
+    plan = PairPlan('s.py', 't.py', 'c.pth', 'det', 'cwd',
+                    RECIPES[('det', 'cwd')], None, (64, 32))
+    _det_pairs(plan, shapes['neck'], [(1, 4, 8, 4)], (False, True), False,
+               ('s', 't'))
+    mapping = plan.distiller['loss_forward_mappings']['loss_cwd_fpn0']
+    assert mapping == dict(
+        preds_S=dict(from_student=True, recorder='fpn'),
+        preds_T=dict(from_student=False, recorder='fpn', data_idx=0))
+    assert (plan.pairs[0].student, plan.pairs[0].teacher) == ('neck',
+                                                              'neck[0]')

@@ -116,8 +116,12 @@ def _hw(shape: Tuple[int, ...], size: Tuple[int, int]) -> str:
     return text
 
 
-def _det_pairs(plan: PairPlan, s_levels, t_levels, two_stage: bool,
-               keys: Tuple[str, str]) -> None:
+def _det_pairs(plan: PairPlan, s_levels: List[Tuple[int, ...]],
+               t_levels: List[Tuple[int, ...]], indexed: Tuple[bool, bool],
+               two_stage: bool, keys: Tuple[str, str]) -> None:
+    """Pair the neck levels in order (``indexed``, student and teacher:
+    whether the neck returns a sequence of levels, from which a mapping
+    takes one by ``data_idx``, rather than one tensor)."""
     if len(s_levels) != len(t_levels):
         raise PairingError(
             f'the student\'s neck gives {len(s_levels)} levels ({keys[0]}: '
@@ -153,7 +157,8 @@ def _det_pairs(plan: PairPlan, s_levels, t_levels, two_stage: bool,
                 kernel_size=1,
                 norm_cfg=None,
                 act_cfg=None)
-        preds_s = dict(from_student=True, recorder='fpn', data_idx=i)
+        s_index, t_index = ({'data_idx': i} if seq else {} for seq in indexed)
+        preds_s = dict(from_student=True, recorder='fpn', **s_index)
         if connector is not None:
             distiller.setdefault('connectors',
                                  {})[f's_fpn{i}_connector'] = connector
@@ -162,10 +167,11 @@ def _det_pairs(plan: PairPlan, s_levels, t_levels, two_stage: bool,
         distiller['distill_losses'][name] = loss
         distiller['loss_forward_mappings'][name] = dict(
             preds_S=preds_s,
-            preds_T=dict(from_student=False, recorder='fpn', data_idx=i))
+            preds_T=dict(from_student=False, recorder='fpn', **t_index))
         plan.pairs.append(
-            Pair(name, f'neck[{i}]', f'neck[{i}]', s_shape, t_shape,
-                 plan.probe[0] / s_shape[2], loss, connector))
+            Pair(name, *(f'neck[{i}]' if seq else 'neck' for seq in indexed),
+                 s_shape, t_shape, plan.probe[0] / s_shape[2], loss,
+                 connector))
     plan.distiller = distiller
 
 
@@ -284,7 +290,9 @@ def plan_pair(
     if kind == 'det':
         s_shapes = probe_records(s_model, kind, ['neck'], plan.probe)
         t_shapes = probe_records(t_model, kind, ['neck'], plan.probe)
-        _det_pairs(plan, s_shapes['neck'], t_shapes['neck'],
+        indexed = tuple('neck' not in shapes.get('__tensor__', [])
+                        for shapes in (s_shapes, t_shapes))
+        _det_pairs(plan, s_shapes['neck'], t_shapes['neck'], indexed,
                    is_two_stage(s_model), keys)
     else:
         s_sources = logit_sources(s_model, kind, keys[0], aux_head)

@@ -144,7 +144,9 @@ def probe_records(model: nn.Module, kind: str, sources: Sequence[str],
                   size: Tuple[int, int]) -> Dict[str, List[Tuple[int, ...]]]:
     """Run a random (1, 3, H, W) batch through ``model`` in evaluation
     mode, without gradient, and return the shapes each source module
-    outputs (a neck: one per level).
+    outputs (a neck: one per level). A module that returns one tensor
+    rather than a sequence of them is listed in ``outputs['__tensor__']``
+    (its recorder takes no ``data_idx``).
 
     Detectors run ``extract_feat`` (backbone and neck), segmentors and
     classifiers their tensor forward (and the auxiliary heads their own).
@@ -156,6 +158,8 @@ def probe_records(model: nn.Module, kind: str, sources: Sequence[str],
 
         def hook(module, args, output, source=source):
             outputs[source] = _shapes(output)
+            if isinstance(output, torch.Tensor):
+                outputs.setdefault('__tensor__', []).append(source)
 
         handles.append(model.get_submodule(source).register_forward_hook(hook))
     training = model.training

@@ -35,14 +35,17 @@ def split_options(
     options: Optional[Dict[str, Any]]
 ) -> Tuple[Dict[str, Any], Dict[str, Any], Dict[str, Any]]:
     """Split ``--cfg-options`` into the student model's (``model.*`` keys
-    the algorithm does not have, e.g. ``model.bbox_head.num_classes``), the
+    the algorithm does not have, e.g. ``model.bbox_head.num_classes``, and
+    the top-level ``data_preprocessor.*`` the student's model takes), the
     algorithm's (``model.distiller...``, ``model.teacher_eval``...) and the
     rest of the config's (data, schedule, hooks)."""
     student, algorithm, rest = {}, {}, {}
     own = _algorithm_keys()
     for key, value in (options or {}).items():
         parts = key.split('.')
-        if parts[0] != 'model' or len(parts) == 1:
+        if parts[0] == 'data_preprocessor':
+            student[key] = value
+        elif parts[0] != 'model' or len(parts) == 1:
             rest[key] = value
         elif parts[1] in own:
             algorithm[key] = value

@@ -4,6 +4,7 @@ import glob
 import importlib.util
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 from typing import Dict, List, Sequence, Tuple
@@ -36,6 +37,13 @@ def run_python(args: Sequence[str],
                           capture_output=True,
                           text=True,
                           timeout=timeout)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for a launcher's PORT)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def png_size(path: str) -> Tuple[int, int]:

@@ -3,20 +3,13 @@
 import json
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from helpers import (DEMO_AKD, REPO, cli_options, demo_options,
+from helpers import (DEMO_AKD, REPO, cli_options, demo_options, free_port,
                      random_teacher_checkpoint)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _dist_train(work: str, shapes_root: str, teacher: str, seed: int):
@@ -39,7 +32,7 @@ def _dist_train(work: str, shapes_root: str, teacher: str, seed: int):
     env = dict(
         os.environ,
         PYTHON=sys.executable,
-        PORT=str(_free_port()),
+        PORT=str(free_port()),
         OMP_NUM_THREADS='1',
         PYTHONPATH=os.pathsep.join([REPO,
                                     osp.join(REPO, 'tests', 'data')]))

@@ -5,7 +5,9 @@ command, their generated configs train again to the same numbers, and the
 student-only checkpoint is what the converter writes and what the
 student's own ``tools/test.py`` reads."""
 import glob
+import os
 import os.path as osp
+import subprocess
 import sys
 
 import pytest
@@ -14,8 +16,8 @@ import torch
 from mmakd.apis.experiment import final_metrics, read_scalars
 from mmakd.utils.checkpoint import convert_kd_checkpoint
 from helpers import (DEMO, DEMO_STUDENT, DEMO_TEACHER, REPO, cli_options,
-                     demo_options, load_tool, random_teacher_checkpoint,
-                     run_python)
+                     demo_options, free_port, load_tool,
+                     random_teacher_checkpoint, run_python)
 
 DET_S = f'{DEMO}/retinanet_r18-w8_fpn-64_1xb8-400it_shapes-128.py'
 DET_T = f'{DEMO}/retinanet_r18-w32_fpn-64_1xb8-2000it_shapes-128.py'
@@ -162,18 +164,12 @@ def test_two_processes_write_one_config_and_one_table(tmp_path, shapes_root):
     """``tools/dist_train.sh STUDENT 2 --teacher ...`` (two CPU processes):
     both generate the same config, the table is printed once, and the
     student-only checkpoint is written once."""
-    import os
-    import socket
-    import subprocess
     ckpt = random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
     work_dir = str(tmp_path / 'work')
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     env = dict(
         os.environ,
         PYTHON=sys.executable,
-        PORT=str(port),
+        PORT=str(free_port()),
         OMP_NUM_THREADS='1',
         PYTHONPATH=REPO)
     result = subprocess.run([

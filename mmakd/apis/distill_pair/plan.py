@@ -7,6 +7,7 @@ import os.path as osp
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from mmengine.config import Config
 from torch import nn
 
 from mmakd.models.utils.model_spec import (build_model_from_spec,
@@ -76,8 +77,10 @@ def config_stem(path: str) -> str:
     return osp.splitext(osp.basename(path.split('::')[-1]))[0]
 
 
-def _build(path: str, key: str, options: Dict[str, Any]) -> nn.Module:
-    """Build the ``model`` of a plain model config, with random weights."""
+def _build(path: str, key: str,
+           options: Dict[str, Any]) -> Tuple[nn.Module, Config]:
+    """Build the ``model`` of a plain model config, with random weights;
+    also return the config."""
     try:
         cfg = load_model_config(path, key)
     except Exception as err:
@@ -91,7 +94,7 @@ def _build(path: str, key: str, options: Dict[str, Any]) -> nn.Module:
             'itself.')
     spec = dict(cfg_path=path, pretrained=False, cfg_options=options)
     try:
-        return build_model_from_spec(spec, key)
+        return build_model_from_spec(spec, key), cfg
     except Exception as err:
         raise PairingError(f'{key} {path}: the model (model.type='
                            f'{model.get("type")!r}) does not build: '
@@ -272,8 +275,8 @@ def plan_pair(
         PairingError: What cannot be paired, naming the option or key.
     """
     keys = (f'student {student}', f'--teacher {teacher}')
-    s_model = _build(student, 'student', student_options or {})
-    t_model = _build(teacher, '--teacher', {})
+    s_model, s_cfg = _build(student, 'student', student_options or {})
+    t_model, _ = _build(teacher, '--teacher', {})
     kind = model_kind(s_model, keys[0])
     t_kind = model_kind(t_model, keys[1])
     if kind != t_kind:
@@ -284,8 +287,7 @@ def plan_pair(
     if num_avatars is not None:
         avatars = avatar_block(kind, num_avatars)
     plan = PairPlan(student, teacher, teacher_ckpt, kind, distill,
-                    recipe_for(kind, distill), num_avatars,
-                    probe_size(load_model_config(student, 'student')))
+                    recipe_for(kind, distill), num_avatars, probe_size(s_cfg))
     plan.student_options = dict(student_options or {})
     if kind == 'det':
         s_shapes = probe_records(s_model, kind, ['neck'], plan.probe)

@@ -55,6 +55,24 @@ def test_options_without_what_they_need(argv, message, train_tool, monkeypatch,
     assert message in capsys.readouterr().err
 
 
+def test_user_guide_names_only_real_options(repo_root, train_tool, monkeypatch,
+                                            capsys):
+    """Every option the user guide's section on one-command distillation
+    names is an option of tools/train.py."""
+    import re
+    with open(osp.join(repo_root, 'docs', 'user_guide.md')) as f:
+        guide = f.read()
+    section = guide[guide.index('## 10. Distil any two models'):]
+    named = set(re.findall(r'(?<![\w-])(--[a-z][a-z-]+)', section))
+    assert {'--teacher', '--teacher-ckpt', '--avatars', '--dry-run'} <= named
+    monkeypatch.setattr(sys, 'argv', ['train.py', '--help'])
+    with pytest.raises(SystemExit):
+        train_tool.parse_args()
+    shown = capsys.readouterr().out
+    missing = sorted(o for o in named if o not in shown)
+    assert not missing, missing
+
+
 def test_a_pair_that_cannot_be_paired_exits_with_the_reason(
         train_tool, monkeypatch, tmp_path):
     monkeypatch.setattr(sys, 'argv', [

@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 
 from mmengine.registry import DefaultScope
 
-from mmakd.engine.hooks.atomic_checkpoint_hook import PART, publish
+from mmakd.engine.hooks.atomic_checkpoint_hook import write_text_atomically
 from mmakd.models.utils.validation import check_checkpoint_exists
 from .plan import PairPlan, plan_pair
 from .writer import (format_table, pair_config_dict, pair_config_text,
@@ -75,12 +75,8 @@ def _write(path: str, text: str) -> Optional[str]:
             os.replace(path, moved)
         except FileNotFoundError:  # another process of the launch moved it
             moved = None
-    # one file per process: every process of a distributed launch writes
-    # the same text, each in one step
-    part = f'{path}.{os.getpid()}{PART}'
-    with open(part, 'w', encoding='utf-8') as f:
-        f.write(text)
-    publish(part, path)
+    # every process of a distributed launch writes the same text
+    write_text_atomically(path, text)
     return moved
 
 

@@ -39,10 +39,15 @@ def publish(part: str, final: str) -> None:
 
 
 def write_text_atomically(path: str, text: str) -> None:
-    """Replace the text file ``path`` in one step (see :func:`publish`)."""
-    with open(path + PART, 'w') as f:
+    """Replace the text file ``path`` in one step (see :func:`publish`).
+
+    Each process writes its own ``path.<pid>.part``, so that processes
+    writing the same file at once (every rank of a launch) do not write
+    into one another's piece."""
+    part = f'{path}.{os.getpid()}{PART}'
+    with open(part, 'w', encoding='utf-8') as f:
         f.write(text)
-    publish(path + PART, path)
+    publish(part, path)
 
 
 @HOOKS.register_module()

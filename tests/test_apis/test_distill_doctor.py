@@ -164,7 +164,7 @@ def test_teacher_watch_counts_dropout_before_a_record_only():
     after the recorded neck), or in evaluation mode, does not."""
     from types import SimpleNamespace
 
-    from mmakd.apis.distill_doctor import _TeacherWatch
+    from mmakd.apis.distill_doctor.probes import _TeacherWatch
     teacher = torch.nn.Sequential(
         torch.nn.Dropout(0.1), torch.nn.Linear(4, 4), torch.nn.Dropout(0.5),
         torch.nn.BatchNorm1d(4))

@@ -1,11 +1,11 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Run ``tools/train.py`` as a user would and read back what it measured.
 
-Used by ``tools/demo.py`` and ``tools/reproduce.py``: every training run is a
-separate ``python tools/train.py CONFIG --work-dir DIR --cfg-options ...``
-process (the command is printed, so any step can be re-run by hand), and the
-results are read from the files MMEngine writes (``vis_data/scalars.json``),
-not from the console.
+Used by :mod:`mmakd.apis.demo` and ``tools/reproduce.py``: every training
+run is a separate ``python tools/train.py CONFIG --work-dir DIR
+--cfg-options ...`` process (the command is printed, so any step can be
+re-run by hand), and the results are read from the files MMEngine writes
+(``vis_data/scalars.json``), not from the console.
 """
 import json
 import math

@@ -34,7 +34,7 @@ def _report(a_name, a, b_name, b, seeds, spi=0.1):
 
 
 def test_summary_golden():
-    tool = load_tool('tools/demo.py', 'mmakd_tools_demo')
+    from mmakd.apis import demo
     seeds = [100, 101, 102]
     cwd = [6.0, 6.5, 7.0]
     ens = [7.0, 7.5, 8.2]  # +1.0, +1.0, +1.2
@@ -43,7 +43,7 @@ def test_summary_golden():
         s: dict(metric=0.08 + s / 100, wall_seconds=100.0 + s)
         for s in range(4)
     }
-    summary = tool.ensemble_summary(
+    summary = demo.ensemble_summary(
         _report('cwd', cwd, 'ensemble', ens, seeds),
         _report('cwd', cwd, 'akd', akd, seeds), teachers)
     gains = summary['gains']
@@ -66,7 +66,7 @@ def test_summary_golden():
         machine='x',
         reports='work/cwd-vs-*/',
         total_seconds=600)
-    md = tool.ensemble_markdown(summary, meta)
+    md = demo.ensemble_markdown(summary, meta)
     assert '| 3 | 11.00 | 103 |' in md  # teacher seed 3, points
     assert '100 s for one teacher, 406 s for the four' in md
     assert '| CWD, mean of the 4 teachers | 7.57 ± 0.60 | 0.301 |' in md
@@ -74,14 +74,14 @@ def test_summary_golden():
     assert 'recover: **47%**' in md
     # an ensemble that does not beat CWD leaves nothing to recover
     flat = [6.1, 6.4, 7.0]
-    summary = tool.ensemble_summary(
+    summary = demo.ensemble_summary(
         _report('cwd', cwd, 'ensemble', flat, seeds),
         _report('cwd', cwd, 'akd', akd, seeds), teachers)
     assert not summary['recovered_valid']
-    assert 'no gain for the Avatars to recover' in tool.ensemble_markdown(
+    assert 'no gain for the Avatars to recover' in demo.ensemble_markdown(
         summary, meta)
     with pytest.raises(ValueError, match='same CWD runs'):
-        tool.ensemble_summary(
+        demo.ensemble_summary(
             _report('cwd', cwd, 'ensemble', ens, seeds),
             _report('cwd', flat, 'akd', akd, seeds), teachers)
 
@@ -142,16 +142,16 @@ def test_demo_quick_ensemble(tmp_path):
 def test_run_options_keep_each_runs_length(tmp_path):
     """The configs as they are on the default data; elsewhere the data
     location, with the teachers' and the students' own lengths."""
-    tool = load_tool('tools/demo.py', 'mmakd_tools_demo')
+    from mmakd.apis import demo
     default = osp.join(REPO, 'data', 'shapes') + '/'
     import os
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        assert tool.ensemble_options(False, default, 0) == ({}, {})
+        assert demo.ensemble_options(False, default, 0) == ({}, {})
         other = str(tmp_path) + '/'
-        student, teacher = tool.ensemble_options(False, other, 0)
-        quick_student, quick_teacher = tool.ensemble_options(True, other, 0)
+        student, teacher = demo.ensemble_options(False, other, 0)
+        quick_student, quick_teacher = demo.ensemble_options(True, other, 0)
     finally:
         os.chdir(cwd)
     assert student['train_dataloader.dataset.data_root'] == other
@@ -173,6 +173,7 @@ def test_ensemble_outside_the_repository_trains_on_its_own_data(
     configs' ``data/shapes/``, which ``tools/train.py`` (run in the
     repository) resolved to ``REPO/data/shapes``. Every run must get the
     data it generated, and the work directory it was given."""
+    from mmakd.apis.demo import ensemble
     tool = load_tool('tools/demo.py', 'mmakd_tools_demo')
     calls = []
 
@@ -187,8 +188,8 @@ def test_ensemble_outside_the_repository_trains_on_its_own_data(
         calls.append(('train', work_dir, dict(options or {})))
         raise Stop
 
-    monkeypatch.setattr(tool, 'generate', generate)
-    monkeypatch.setattr(tool, 'train', train)
+    monkeypatch.setattr(ensemble, 'generate', generate)
+    monkeypatch.setattr(ensemble, 'train', train)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, 'argv',
                         ['demo.py', '--task', 'ensemble', '--work-dir', 'ens'])

@@ -3,16 +3,13 @@
 beside its numbers."""
 import pytest
 
-from helpers import load_tool
-
 
 @pytest.mark.parametrize('name', ['det', 'seg', 'mgkd'])
 def test_summary_says_single_runs_rank_nothing(name):
     """Issue 24, point 8: a fresh clone on another machine measured other
     numbers (CWD and AKD swapped); the table says so beside itself."""
-    tool = load_tool('tools/demo.py', 'mmakd_tools_demo')
-    from mmakd.apis import RunResult
-    task = tool.TASKS[name]
+    from mmakd.apis import RunResult, demo
+    task = demo.TASKS[name]
     results = {
         run['name']:
         RunResult(
@@ -37,7 +34,7 @@ def test_summary_says_single_runs_rank_nothing(name):
         machine='x',
         total_seconds=1.0)
     meta.update({k: v for k, v in task['full'].items() if k not in meta})
-    md = tool.markdown(results, task, meta)
+    md = demo.markdown(results, task, meta)
     table = md.index('| run |')
     note = md.index('One run per method ranks nothing')
     assert note < table  # beside the table, not after the commands

@@ -16,12 +16,11 @@ from mmengine.config import Config
 from mmrazor.models.task_modules.recorder import RecorderManager
 from torch import Tensor, nn
 
-from mmakd.models.algorithms.flexible_teacher_distill import (_run,
-                                                              shortest_forward)
 from mmakd.models.avatars import (avatar_uncertainty, avatar_weights,
                                   build_perturbation, record_teacher_avatars,
                                   teacher_avatar_draws)
 from mmakd.models.avatars.seeding import seeded_generator
+from mmakd.models.utils.teacher_forward import _run, shortest_forward
 from .experiment import machine_description, portable_path
 
 __all__ = [

@@ -1,15 +1,13 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Single-teacher distillation that takes models from anywhere and runs
 the teacher only as far as its recorders need."""
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import MessageHub, print_log
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
 from mmrazor.models import SingleTeacherDistill
-from mmrazor.models.task_modules.recorder import (ModuleInputsRecorder,
-                                                  ModuleOutputsRecorder)
 from mmrazor.models.utils import add_prefix
 from torch import nn
 
@@ -20,89 +18,17 @@ from ..distillers.avatar_settings import KEY as AVATARS_KEY
 from ..utils.fuse import fuse_frozen_conv_bn
 from ..utils.model_spec import build_model_from_spec
 from ..utils.preprocessor import check_preprocessors_match
+from ..utils.teacher_forward import (TEACHER_FORWARDS, _run,
+                                     check_record_shapes,
+                                     check_teacher_records,
+                                     resolve_teacher_forward)
 from ..utils.validation import (check_checkpoint_exists,
-                                check_recorder_sources, compare_record_shapes,
+                                check_recorder_sources,
                                 load_teacher_checkpoint)
 
 __all__ = ['FlexibleTeacherDistill']
 
 ModelSpec = Union[BaseModel, Dict[str, Any]]
-
-TEACHER_FORWARDS = ('auto', 'feat', 'tensor', 'loss')
-#: Parts of a model that ``extract_feat`` runs.
-FEAT_PARTS = ('backbone', 'neck')
-
-
-def _tensor_mode_parts(model: nn.Module) -> Tuple[str, ...]:
-    """Submodules whose forward in ``mode='tensor'`` is the one ``mode='loss'``
-    runs (same inputs, same outputs); empty if not known to be so."""
-    families = []
-    try:
-        from mmseg.models.segmentors import EncoderDecoder
-        families.append((EncoderDecoder, ('backbone', 'neck', 'decode_head')))
-    except ImportError:  # pragma: no cover - optional package
-        pass
-    try:
-        from mmdet.models.detectors import SingleStageDetector
-        families.append(
-            (SingleStageDetector, ('backbone', 'neck', 'bbox_head')))
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from mmpretrain.models.classifiers import ImageClassifier
-        families.append((ImageClassifier, ('backbone', 'neck', 'head')))
-    except ImportError:  # pragma: no cover
-        pass
-    for cls, parts in families:
-        if isinstance(model, cls):
-            return parts
-    return ()
-
-
-def _within(source: str, parts: Tuple[str, ...]) -> bool:
-    return any(source == p or source.startswith(p + '.') for p in parts)
-
-
-def _recorder_sources(manager: Any) -> Optional[List[str]]:
-    """Module paths of all recorders of a ``RecorderManager``, or None if
-    any recorder is not a module hook."""
-    if manager is None:
-        return None
-    sources = []
-    for recorder in manager.recorders.values():
-        if not isinstance(recorder,
-                          (ModuleOutputsRecorder, ModuleInputsRecorder)):
-            return None
-        sources.append(recorder.source)
-    return sources
-
-
-def shortest_forward(model: nn.Module, manager: Any) -> str:
-    """``'feat'``, ``'tensor'`` or ``'loss'``: the shortest forward of
-    ``model`` that runs every module its recorders hook exactly as the
-    training (loss-mode) forward does."""
-    sources = _recorder_sources(manager)
-    if not sources:
-        return 'loss'
-    if hasattr(model, 'extract_feat') and all(
-            _within(s, FEAT_PARTS) for s in sources):
-        return 'feat'
-    parts = _tensor_mode_parts(model)
-    if parts and all(_within(s, parts) for s in sources):
-        return 'tensor'
-    return 'loss'
-
-
-class TeacherRecordError(ValueError):
-    """Teachers' records that cannot be combined (e.g. different shapes);
-    the build-time dry run lets it through instead of skipping its check."""
-
-
-def _run(model: nn.Module, mode: str, inputs: torch.Tensor,
-         data_samples: Optional[List[BaseDataElement]]) -> Any:
-    if mode == 'feat':
-        return model.extract_feat(inputs)
-    return model(inputs, data_samples, mode=mode)
 
 
 @MODELS.register_module()
@@ -279,7 +205,10 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         if hasattr(self.distiller, 'defer_finite_check'):
             # read the AKD teacher checks with ours, in one synchronisation
             self.distiller.defer_finite_check = True
-        self.teacher_forward = self._resolve_teacher_forward(teacher_forward)
+        self.teacher_forward = resolve_teacher_forward(teacher_forward,
+                                                       self.teacher,
+                                                       self.distiller,
+                                                       self.teacher_trainable)
         self.fused_teacher_convs: List[str] = []
         self.fuse_teacher_conv_bn = fuse_teacher_conv_bn
         if fuse_teacher_conv_bn:
@@ -304,25 +233,6 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
             load_teacher_checkpoint(teacher, ckpt, strict, ckpt_key)
             # Keep the runner's init_weights() from overwriting the teacher.
             teacher._is_init = True
-
-    # ------------------------------------------------------------------
-    # how far the teacher runs
-    # ------------------------------------------------------------------
-    def _resolve_teacher_forward(self, requested: str) -> str:
-        if self.teacher_trainable:
-            if requested not in ('auto', 'loss'):
-                raise ValueError(
-                    f'model.teacher_forward={requested!r} cannot train the '
-                    'teacher (teacher_trainable=True needs its losses); use '
-                    "'loss' or 'auto'.")
-            return 'loss'
-        if requested != 'auto':
-            return requested
-        deliveries = getattr(self.distiller, 'deliveries', None)
-        if deliveries is not None and getattr(deliveries, 'deliveries', None):
-            return 'loss'
-        return shortest_forward(
-            self.teacher, getattr(self.distiller, 'teacher_recorders', None))
 
     def _fuse_teacher(self,
                       teacher: Optional[nn.Module] = None,
@@ -381,80 +291,8 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
 
     def _check_record_shapes(self) -> None:
         """Dry run on a random 2x3x64x64 batch; see ``check_shapes``."""
-        mappings = getattr(self.distiller, 'loss_forward_mappings', None)
-        if not mappings:
-            return
-        modes = dict(
-            student=shortest_forward(
-                self.student, getattr(self.distiller, 'student_recorders',
-                                      None)),
-            teacher=self.teacher_forward)
-        reachable = {side for side, mode in modes.items() if mode != 'loss'}
-        if not reachable:
-            return
-        was_training = self.training
-        self.eval()
-        inputs = torch.rand(
-            2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
-        inputs = (inputs - 128) / 64
-        try:
-            with torch.no_grad():
-                if 'student' in reachable:
-                    with self.distiller.student_recorders:
-                        _run(self.student, modes['student'], inputs, None)
-                if 'teacher' in reachable:
-                    self._record_teachers(inputs, None)
-                problems = self._shape_problems(mappings, reachable)
-        except TeacherRecordError:
-            raise
-        except Exception as err:  # noqa: B902 - any model may refuse
-            print_log(
-                'model.check_shapes: skipped, the models cannot run on a '
-                f'2x3x64x64 batch ({type(err).__name__}: {err})',
-                logger='current',
-                level=30)
-            return
-        finally:
-            self.train(was_training)
-        if problems:
-            raise ValueError(' '.join(problems) +
-                             ' (model.check_shapes=False skips this check.)')
-
-    def _shape_problems(self, mappings: Dict[str, Dict],
-                        reachable: set) -> List[str]:
-        problems = []
-        for loss_name, mapping in mappings.items():
-            sides = {True: [], False: []}
-            for arg, record in mapping.items():
-                if isinstance(record, dict) and 'from_student' in record:
-                    sides[record['from_student']].append((arg, record))
-            if len(sides[True]) != 1 or len(sides[False]) != 1 or \
-                    {'student', 'teacher'} - reachable:
-                continue
-            (s_arg, s_rec), (t_arg, t_rec) = sides[True][0], sides[False][0]
-            problem = compare_record_shapes(
-                loss_name,
-                type(self.distiller.distill_losses[loss_name]).__name__,
-                (s_arg, self.distiller.get_record(**s_rec),
-                 s_rec.get('connector')),
-                (t_arg, self.distiller.get_record(**t_rec),
-                 t_rec.get('connector')))
-            if problem:
-                problems.append(problem)
-        return problems
-
-    def _check_teacher_records(self) -> None:
-        """After the first truncated forward, every recorder must hold data."""
-        for name, recorder in self.distiller.teacher_recorders.recorders.items(
-        ):
-            if not recorder.data_buffer:
-                raise RuntimeError(
-                    f'teacher recorder {name!r} (source '
-                    f'{getattr(recorder, "source", "?")!r}) recorded nothing '
-                    f"with model.teacher_forward='{self.teacher_forward}'; "
-                    "set model.teacher_forward='loss' to run the teacher's "
-                    'full training forward.')
-        self._records_checked = True
+        check_record_shapes(self, self.teacher_forward,
+                            lambda x: self._record_teachers(x, None))
 
     def _record_teachers(
             self, batch_inputs: torch.Tensor,
@@ -485,7 +323,9 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
                     source, lambda x: self._record_teachers(x, None),
                     batch_inputs, self.distiller.teacher_recorders, generator)
         if not self._records_checked and self.teacher_forward != 'loss':
-            self._check_teacher_records()
+            check_teacher_records(self.distiller.teacher_recorders,
+                                  self.teacher_forward)
+            self._records_checked = True
         return {}
 
     def train(self, mode: bool = True) -> 'FlexibleTeacherDistill':

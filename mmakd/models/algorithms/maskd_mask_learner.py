@@ -1,18 +1,16 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """MasKD, stage 1: learn the receptive tokens on a frozen teacher."""
-import difflib
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
-from mmrazor.models.algorithms.base import BaseAlgorithm
 from torch import Tensor, nn
 
 from mmakd.registry import MODELS
 from ..losses.maskd_loss import MasKDLoss, mask_diversity
-from ..utils.model_spec import build_model_from_spec
-from ..utils.validation import check_checkpoint_exists, load_frozen_teacher
+from ..utils.validation import close_module_hint
+from .frozen_teacher_algorithm import FrozenTeacherAlgorithm
 
 __all__ = ['MasKDMaskLearner']
 
@@ -46,7 +44,7 @@ def masked_feature(module: MasKDLoss,
 
 
 @MODELS.register_module()
-class MasKDMaskLearner(BaseAlgorithm):
+class MasKDMaskLearner(FrozenTeacherAlgorithm):
     """Stage 1 of MasKD ("Masked Distillation with Receptive Tokens", Huang
     et al., ICLR 2023, https://arxiv.org/abs/2205.14589): learn the
     receptive tokens of each feature level on a frozen, trained detector.
@@ -144,14 +142,8 @@ class MasKDMaskLearner(BaseAlgorithm):
         if not diversity_weight >= 0:
             raise ValueError('model.diversity_weight must be >= 0, got '
                              f'{diversity_weight!r}.')
-        check_checkpoint_exists(teacher_ckpt)
-        teacher_model = build_model_from_spec(teacher, 'model.teacher')
-        super().__init__(
-            architecture=teacher_model,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
-        load_frozen_teacher(self.teacher, teacher_ckpt, teacher_ckpt_strict)
-        self.teacher_ckpt = teacher_ckpt
+        super().__init__(teacher, teacher_ckpt, teacher_ckpt_strict,
+                         data_preprocessor, init_cfg)
 
         self.channels = list(channels)
         self.mask_source = mask_source
@@ -171,17 +163,10 @@ class MasKDMaskLearner(BaseAlgorithm):
         self._find_source(mask_source).register_forward_hook(
             self._mask_outputs)
 
-    @property
-    def teacher(self) -> nn.Module:
-        """Alias for ``architecture``: the frozen teacher."""
-        return self.architecture
-
     def _find_source(self, name: str) -> nn.Module:
         modules = dict(self.teacher.named_modules())
         if name not in modules or not name:
-            close = difflib.get_close_matches(
-                str(name), [m for m in modules if m], n=3, cutoff=0.5)
-            hint = f'; did you mean {close}?' if close else ''
+            hint = close_module_hint(name, modules)
             raise ValueError(
                 f'model.mask_source={name!r} is not a module of '
                 f'{type(self.teacher).__name__}{hint} (its outputs, one '
@@ -237,12 +222,6 @@ class MasKDMaskLearner(BaseAlgorithm):
         self._dice.append(dice)
         self._stats = stats
         return tuple(masked)
-
-    def train(self, mode: bool = True) -> 'MasKDMaskLearner':
-        """Set the mode; the teacher always stays in eval mode."""
-        super().train(mode)
-        self.teacher.eval()
-        return self
 
     def loss(
         self,

@@ -6,15 +6,13 @@ import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement
-from mmrazor.models.algorithms.base import BaseAlgorithm
 from mmrazor.models.task_modules import RecorderManager
 from torch import Tensor, nn
 
 from mmakd.registry import MODELS
 from ..connectors.mgkd_analyser import MGKDAnalyser
-from ..utils.model_spec import build_model_from_spec
-from ..utils.validation import (check_checkpoint_exists,
-                                check_recorder_sources, load_frozen_teacher)
+from ..utils.validation import check_recorder_sources
+from .frozen_teacher_algorithm import FrozenTeacherAlgorithm
 
 __all__ = ['MGKDAnalyserTrainer']
 
@@ -48,7 +46,7 @@ def _labels(data_samples: Optional[Sequence[BaseDataElement]]) -> Tensor:
 
 
 @MODELS.register_module()
-class MGKDAnalyserTrainer(BaseAlgorithm):
+class MGKDAnalyserTrainer(FrozenTeacherAlgorithm):
     """Stage 1 of "Multi-granularity for knowledge distillation" (Shao &
     Chen, Image and Vision Computing 2021, https://arxiv.org/abs/2108.06681):
     train the multi-granularity self-analysing module on a frozen teacher.
@@ -135,14 +133,13 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
                  predict_tube: Optional[int] = 0,
                  data_preprocessor: Optional[Union[Dict, nn.Module]] = None,
                  init_cfg: Optional[Dict] = None) -> None:
-        check_checkpoint_exists(teacher_ckpt, hint='; train the teacher first')
-        teacher_model = build_model_from_spec(teacher, 'model.teacher')
         super().__init__(
-            architecture=teacher_model,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
-        load_frozen_teacher(self.teacher, teacher_ckpt, teacher_ckpt_strict)
-        self.teacher_ckpt = teacher_ckpt
+            teacher,
+            teacher_ckpt,
+            teacher_ckpt_strict,
+            data_preprocessor,
+            init_cfg,
+            ckpt_hint='; train the teacher first')
 
         self.analyser = self._build_analyser(analyser)
         names = sorted(recorders) if isinstance(recorders, dict) else None
@@ -195,17 +192,6 @@ class MGKDAnalyserTrainer(BaseAlgorithm):
                              'checkpoint without frozen=False); the analyser '
                              'stage trains it.')
         return analyser
-
-    @property
-    def teacher(self) -> nn.Module:
-        """Alias for ``architecture``: the frozen teacher."""
-        return self.architecture
-
-    def train(self, mode: bool = True) -> 'MGKDAnalyserTrainer':
-        """Set the mode; the teacher always stays in eval mode."""
-        super().train(mode)
-        self.teacher.eval()
-        return self
 
     def _analyse(self, inputs: Tensor, data_samples: Optional[List[Any]],
                  mode: str) -> Tuple[Any, Tensor, Tuple[Tensor, ...]]:

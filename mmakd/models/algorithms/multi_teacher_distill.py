@@ -10,10 +10,9 @@ from torch import nn
 
 from mmakd.registry import MODELS
 from ..utils.model_spec import build_model_from_spec
+from ..utils.teacher_forward import TeacherRecordError, _run, shortest_forward
 from ..utils.validation import check_checkpoint_exists, check_recorder_sources
-from .flexible_teacher_distill import (FlexibleTeacherDistill, ModelSpec,
-                                       TeacherRecordError, _run,
-                                       shortest_forward)
+from .flexible_teacher_distill import FlexibleTeacherDistill, ModelSpec
 
 __all__ = ['MultiTeacherDistill']
 

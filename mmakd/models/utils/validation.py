@@ -6,7 +6,7 @@ simply never records, and the first iteration fails deep inside
 import difflib
 import importlib
 import os.path as osp
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -16,7 +16,7 @@ from torch import nn
 __all__ = [
     'check_recorder_sources', 'load_teacher_checkpoint',
     'check_checkpoint_exists', 'load_frozen_teacher', 'SHAPE_AGNOSTIC_LOSSES',
-    'compare_record_shapes'
+    'compare_record_shapes', 'close_module_hint'
 ]
 
 _MODULE_RECORDERS = {'ModuleOutputs', 'ModuleInputs'}
@@ -50,6 +50,14 @@ def _importable(path: str) -> bool:
     return False
 
 
+def close_module_hint(name: Any, modules: Iterable[str]) -> str:
+    """``'; did you mean [...]?'`` naming up to three of ``modules`` (module
+    names, the root ``''`` left out) close to ``name``; ``''`` if none."""
+    close = difflib.get_close_matches(
+        str(name), [m for m in modules if m], n=3, cutoff=0.5)
+    return f'; did you mean {close}?' if close else ''
+
+
 def check_recorder_sources(recorders: Optional[Mapping[str, Any]],
                            model: nn.Module, key: str) -> None:
     """Every recorder must point at something that exists.
@@ -77,9 +85,7 @@ def check_recorder_sources(recorders: Optional[Mapping[str, Any]],
             if modules is None:
                 modules = dict(model.named_modules())
             if source not in modules:
-                close = difflib.get_close_matches(
-                    str(source), [m for m in modules if m], n=3, cutoff=0.5)
-                hint = f'; did you mean {close}?' if close else ''
+                hint = close_module_hint(source, modules)
                 raise ValueError(
                     f'{key}.{name}.source={source!r} is not a module of '
                     f'{type(model).__name__}{hint} (a {kind} recorder hooks '

@@ -8,7 +8,7 @@ import torch
 from mmengine.optim import build_optim_wrapper
 
 from mmakd.models import FlexibleTeacherDistill, MultiTeacherDistill
-from mmakd.models.algorithms.flexible_teacher_distill import TeacherRecordError
+from mmakd.models.utils.teacher_forward import TeacherRecordError
 from mmakd.registry import MODELS
 from mmakd.testing import det_batch
 from helpers import REPO

@@ -7,14 +7,13 @@ and the log says so.
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 import mmakd  # noqa: F401  (PyTorch compatibility, registers mmakd)
-from mmakd.utils import load_config, prepare_distributed
+from mmakd.utils import load_config, prepare_distributed, set_work_dir
 from mmakd.utils.checkpoint import use_teachers_from_checkpoint
 
 
@@ -47,11 +46,7 @@ def main() -> None:
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options)
     prepare_distributed(cfg, args.launcher)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(cfg.filename))[0])
+    set_work_dir(cfg, args.work_dir)
     cfg.load_from = args.checkpoint
     notes = use_teachers_from_checkpoint(cfg, args.checkpoint, 'checkpoint')
     if args.out:

@@ -11,7 +11,6 @@ mmakd::akd/mmdet/cwd/akd_cwd_fpn_retinanet-r101_retinanet-r50_8xb2-2x_coco.py``.
 import argparse
 import logging
 import os
-import os.path as osp
 from typing import Optional
 
 import torch
@@ -22,7 +21,7 @@ from mmengine.runner import Runner
 import mmakd  # noqa: F401  (PyTorch compatibility, registers mmakd)
 from mmakd.engine.optimizers import CPUAmpOptimWrapper
 from mmakd.utils import (fit_logger_interval, keep_config_file, load_config,
-                         prepare_distributed)
+                         prepare_distributed, set_work_dir)
 from mmakd.utils.checkpoint import use_teachers_from_checkpoint
 from mmakd.utils.resume import (resume_checkpoint, use_atomic_checkpoints,
                                 use_random_state_hook)
@@ -210,12 +209,7 @@ def main() -> None:
     cfg = load_config(config, args.cfg_options)
     prepare_distributed(cfg, args.launcher)
 
-    # work_dir: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(cfg.filename))[0])
+    set_work_dir(cfg, args.work_dir)
     cfg, dump_note = keep_config_file(cfg)
 
     if args.amp:

@@ -28,7 +28,7 @@ from mmengine.utils import get_installed_path, is_installed
 __all__ = [
     'load_config', 'resolve_config_path', 'installed_package_path',
     'mmakd_base_scope', 'register_config_scope', 'fit_logger_interval',
-    'keep_config_file'
+    'keep_config_file', 'set_work_dir'
 ]
 
 #: The ``package::`` prefix of the configs mmakd ships (``mmakd/.mim``).
@@ -201,6 +201,17 @@ def fit_logger_interval(cfg: Config) -> Optional[str]:
     return (f'default_hooks.logger.interval={interval} is longer than the '
             f'run (train_cfg.max_iters={max_iters}): set to {max_iters}, '
             'so that the losses are logged once, at the last iteration')
+
+
+def set_work_dir(cfg: Config, work_dir: Optional[str] = None) -> None:
+    """Set ``cfg.work_dir`` as OpenMMLab's tools do: ``work_dir`` (the
+    command line's ``--work-dir``) if given, else the config's own, else
+    ``./work_dirs/<config file name without .py>``."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(cfg.filename))[0])
 
 
 def keep_config_file(cfg: Config) -> Tuple[Config, Optional[str]]:

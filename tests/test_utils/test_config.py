@@ -128,3 +128,17 @@ def test_keep_config_file_moves_the_dump_of_a_config_in_its_work_dir(tmp_path):
 
     cfg.work_dir = str(tmp_path / 'elsewhere')  # not there yet, or another
     assert keep_config_file(cfg) == (cfg, None)
+
+
+def test_set_work_dir_prefers_the_command_line_then_the_config(tmp_path):
+    from mmakd.utils import set_work_dir
+    path = tmp_path / 'akd_x_y.py'
+    path.write_text('a = 1\n')
+    cfg = Config.fromfile(str(path))
+    set_work_dir(cfg)
+    assert cfg.work_dir == osp.join('./work_dirs', 'akd_x_y')
+    cfg.work_dir = 'from_config'
+    set_work_dir(cfg)
+    assert cfg.work_dir == 'from_config'
+    set_work_dir(cfg, 'from_cli')
+    assert cfg.work_dir == 'from_cli'

@@ -1,7 +1,9 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """Helpers shared by the tests (on sys.path through setup.cfg)."""
+import contextlib
 import glob
 import importlib.util
+import logging
 import os
 import os.path as osp
 import socket
@@ -203,3 +205,51 @@ class PerturbationSpy:
             return out
 
         perturbation.draw = draw
+
+
+class _Messages(logging.Handler):
+
+    def __init__(self, level: int):
+        super().__init__(level)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def logged_messages(level: int = logging.INFO):
+    """The messages MMEngine's current logger logs at ``level`` or above
+    while the block runs (a list, filled as they come)."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    handler = _Messages(level)
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def fbkd_distiller_parts(name: str = 'loss_s0') -> Tuple[dict, dict, dict]:
+    """``distill_losses``, ``loss_forward_mappings`` and ``connectors`` of a
+    distiller with one FBKD loss ``name`` on the 16-channel recorder
+    ``feat``, through FBKD's student (``s0``) and teacher (``t0``)
+    connectors."""
+    common = dict(
+        in_channels=16,
+        reduction=4,
+        mode='dot_product',
+        sub_sample=True,
+        maxpool_stride=2)
+    losses = {name: dict(type='FBKDLoss')}
+    mappings = {
+        name:
+        dict(
+            s_input=dict(from_student=True, recorder='feat', connector='s0'),
+            t_input=dict(from_student=False, recorder='feat', connector='t0'))
+    }
+    connectors = dict(
+        s0=dict(type='FBKDStudentConnector', **common),
+        t0=dict(type='FBKDTeacherConnector', **common))
+    return losses, mappings, connectors

@@ -128,65 +128,61 @@ def masked_feature(x, p, weight_mask):
     return out.sum(1)
 
 
+def setting(cfg, iteration, refine):
+    """A MasKDLoss setting ``cfg`` at the runner's ``iteration``; its Dice
+    term is weighted by ``cfg['diversity_weight']`` (0 without)."""
+    return dict(
+        cfg=dict(cfg),
+        iteration=iteration,
+        refine=refine,
+        diversity_weight=cfg.get('diversity_weight', 0.0))
+
+
 def main():
     s, t = inputs()
     p = params()
-    # MasKDLoss settings; `iteration` is the runner's iteration.
+    # MasKDLoss settings at the runner's iteration; with student-refined
+    # masks or not.
+    warmup3 = dict(
+        weight_mask=True,
+        custom_mask=True,
+        custom_mask_warmup=3,
+        freeze_masks=True,
+        loss_weight=7.0)
     cases = {
         'custom_mask_weighted':
-        dict(
-            cfg=dict(
-                weight_mask=True,
-                custom_mask=True,
-                custom_mask_warmup=3,
-                freeze_masks=True,
-                loss_weight=7.0),
-            iteration=3,
-            refine=True,
-            diversity_weight=0.0),
+        setting(warmup3, iteration=3, refine=True),
         'before_warmup_weighted':
-        dict(
-            cfg=dict(
-                weight_mask=True,
-                custom_mask=True,
-                custom_mask_warmup=3,
-                freeze_masks=True,
-                loss_weight=7.0),
-            iteration=2,
-            refine=False,
-            diversity_weight=0.0),
+        setting(warmup3, iteration=2, refine=False),
         'custom_mask_unweighted':
-        dict(
-            cfg=dict(
+        setting(
+            dict(
                 weight_mask=False,
                 custom_mask=True,
                 custom_mask_warmup=0,
                 freeze_masks=True),
             iteration=0,
-            refine=True,
-            diversity_weight=0.0),
+            refine=True),
         'diversity':
-        dict(
-            cfg=dict(
+        setting(
+            dict(
                 weight_mask=True,
                 custom_mask=False,
                 freeze_masks=False,
                 diversity_weight=0.5,
                 loss_weight=2.0),
             iteration=0,
-            refine=False,
-            diversity_weight=0.5),
+            refine=False),
         'diversity_custom_mask':
-        dict(
-            cfg=dict(
+        setting(
+            dict(
                 weight_mask=True,
                 custom_mask=True,
                 custom_mask_warmup=1,
                 freeze_masks=False,
                 diversity_weight=0.5),
             iteration=5,
-            refine=True,
-            diversity_weight=0.5),
+            refine=True),
     }
     out = dict(
         inputs=dict(preds_S=s.tolist(), preds_T=t.tolist()),

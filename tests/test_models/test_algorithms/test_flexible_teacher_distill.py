@@ -178,6 +178,16 @@ def _distiller(source,
                 preds_T=dict(from_student=False, **record))))
 
 
+def _conv_seg_algorithm(student, teacher, **kwargs):
+    """FlexibleTeacherDistill of ``student`` and ``teacher`` with the
+    ``_distiller`` of their ``decode_head.conv_seg`` logits."""
+    return FlexibleTeacherDistill(
+        architecture=student,
+        teacher=teacher,
+        distiller=_distiller('decode_head.conv_seg'),
+        **kwargs)
+
+
 def _seg_model(**kwargs):
     from mmakd.models.utils import build_model_from_spec
     with_aux = kwargs.pop('aux', False)
@@ -249,20 +259,13 @@ def test_two_stage_detector_heads_need_the_loss_forward():
 def test_teacher_forward_validation(value, error):
     kwargs = dict(teacher_trainable=True) if value == 'feat' else {}
     with pytest.raises(ValueError, match=error):
-        FlexibleTeacherDistill(
-            architecture=_seg_model(),
-            teacher=_seg_model(),
-            distiller=_distiller('decode_head.conv_seg'),
-            teacher_forward=value,
-            **kwargs)
+        _conv_seg_algorithm(
+            _seg_model(), _seg_model(), teacher_forward=value, **kwargs)
 
 
 def test_truncated_forward_that_misses_a_recorder_is_reported():
-    model = FlexibleTeacherDistill(
-        architecture=_seg_model(),
-        teacher=_seg_model(),
-        distiller=_distiller('decode_head.conv_seg'),
-        teacher_forward='feat')
+    model = _conv_seg_algorithm(
+        _seg_model(), _seg_model(), teacher_forward='feat')
     data = model.data_preprocessor(_seg_batch(), True)
     with pytest.raises(
             RuntimeError,
@@ -414,10 +417,9 @@ def test_fusing_a_trainable_teacher_is_refused():
             ValueError,
             match='model.fuse_teacher_conv_bn=True '
             'needs a frozen teacher'):
-        FlexibleTeacherDistill(
-            architecture=_seg_model(),
-            teacher=_seg_model(),
-            distiller=_distiller('decode_head.conv_seg'),
+        _conv_seg_algorithm(
+            _seg_model(),
+            _seg_model(),
             teacher_trainable=True,
             fuse_teacher_conv_bn=True)
 
@@ -501,11 +503,7 @@ def test_record_shapes_that_no_connector_aligns():
 @pytest.mark.parametrize('policy', ['raise', 'skip'])
 def test_nonfinite_distillation_losses(policy, monkeypatch):
     student, teacher = _psp_pair()
-    model = FlexibleTeacherDistill(
-        architecture=student,
-        teacher=teacher,
-        distiller=_distiller('decode_head.conv_seg'),
-        nonfinite=policy)
+    model = _conv_seg_algorithm(student, teacher, nonfinite=policy)
     monkeypatch.setattr(
         model.distiller, 'compute_distill_losses', lambda: dict(
             loss_kd=torch.tensor(float('nan')), other_loss=torch.tensor(1.0)))
@@ -525,11 +523,7 @@ def test_nonfinite_distillation_losses(policy, monkeypatch):
 def test_invalid_nonfinite_policy():
     student, teacher = _psp_pair()
     with pytest.raises(ValueError, match="model.nonfinite must be 'raise'"):
-        FlexibleTeacherDistill(
-            architecture=student,
-            teacher=teacher,
-            distiller=_distiller('decode_head.conv_seg'),
-            nonfinite='ignore')
+        _conv_seg_algorithm(student, teacher, nonfinite='ignore')
 
 
 # ---------------------------------------------------------------------------
@@ -626,15 +620,7 @@ def test_teacher_eval_validation():
             ValueError,
             match='model.teacher_eval=True .* '
             'model.teacher_trainable=False'):
-        FlexibleTeacherDistill(
-            architecture=student,
-            teacher=teacher,
-            distiller=_distiller('decode_head.conv_seg'),
-            teacher_eval=True,
-            teacher_trainable=True)
+        _conv_seg_algorithm(
+            student, teacher, teacher_eval=True, teacher_trainable=True)
     with pytest.raises(TypeError, match='model.teacher_eval must be'):
-        FlexibleTeacherDistill(
-            architecture=student,
-            teacher=teacher,
-            distiller=_distiller('decode_head.conv_seg'),
-            teacher_eval='yes')
+        _conv_seg_algorithm(student, teacher, teacher_eval='yes')

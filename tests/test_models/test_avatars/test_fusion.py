@@ -3,7 +3,6 @@
 student gradients and weights as the per-Avatar loop, which losses fuse and
 which refuse, the build log, the Avatars themselves and the lifetime of
 their stack."""
-import logging
 import uuid
 import weakref
 from typing import Dict, List, Tuple
@@ -11,7 +10,7 @@ from typing import Dict, List, Tuple
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MessageHub, MMLogger
+from mmengine.logging import MessageHub
 from mmrazor.models.architectures.connectors.base_connector import \
     BaseConnector
 from torch import nn
@@ -22,6 +21,7 @@ from mmakd.models.avatars import (AvatarChannelDropout, AvatarDropout,
                                   avatar_dropout, avatar_gaussian_noise)
 from mmakd.models.avatars.fusion import fusion_for
 from mmakd.registry import MODELS
+from helpers import fbkd_distiller_parts, logged_messages
 
 KEY = 'model.distiller.avatars'
 #: Relative error allowed between the fused path and the loop in float32.
@@ -39,24 +39,11 @@ def fresh_message_hub():
     MessageHub.get_instance(f'akd-fusion-test-{uuid.uuid4()}')
 
 
-class _Records(logging.Handler):
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def logged():
     """The messages logged at INFO level or above while the test runs."""
-    logger = MMLogger.get_current_instance()
-    handler = _Records()
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
+    with logged_messages() as messages:
+        yield messages
 
 
 # ---------------------------------------------------------------------------
@@ -146,6 +133,8 @@ def conv_connector(channels=8):
 
 
 FEATURE = ('s_feature', 't_feature')
+#: MasKD with 3 tokens on 8 channels, its masks frozen (as it fuses).
+MASKD = dict(type='MasKDLoss', channels=8, num_tokens=3, freeze_masks=True)
 #: One per fusable loss class and variant: the loss, its argument names,
 #: the models and the connectors of the student and the teacher input.
 CASES = {
@@ -205,22 +194,9 @@ CASES = {
     'mgkd_maps':
     dict(loss=dict(type='MGKDGranularityLoss', tau=8.0, loss_weight=0.5)),
     'maskd':
-    dict(
-        loss=dict(
-            type='MasKDLoss',
-            channels=8,
-            num_tokens=3,
-            freeze_masks=True,
-            custom_mask_warmup=0)),
+    dict(loss=dict(MASKD, custom_mask_warmup=0)),
     'maskd_plain':
-    dict(
-        loss=dict(
-            type='MasKDLoss',
-            channels=8,
-            num_tokens=3,
-            freeze_masks=True,
-            weight_mask=False,
-            custom_mask=False)),
+    dict(loss=dict(MASKD, weight_mask=False, custom_mask=False)),
 }
 
 
@@ -512,27 +488,13 @@ def test_fused_loss_is_exact_in_float64(case):
 # 2. and 3. losses that are not fused; settings that are refused
 # ---------------------------------------------------------------------------
 def fbkd_cfg(name='loss_s0'):
-    common = dict(
-        in_channels=16,
-        reduction=4,
-        mode='dot_product',
-        sub_sample=True,
-        maxpool_stride=2)
+    losses, mappings, connectors = fbkd_distiller_parts(name)
     return dict(
         student_recorders=dict(feat=dict(type='ModuleOutputs', source='feat')),
         teacher_recorders=dict(feat=dict(type='ModuleOutputs', source='feat')),
-        distill_losses={name: dict(type='FBKDLoss')},
-        loss_forward_mappings={
-            name:
-            dict(
-                s_input=dict(
-                    from_student=True, recorder='feat', connector='s0'),
-                t_input=dict(
-                    from_student=False, recorder='feat', connector='t0'))
-        },
-        connectors=dict(
-            s0=dict(type='FBKDStudentConnector', **common),
-            t0=dict(type='FBKDTeacherConnector', **common)))
+        distill_losses=losses,
+        loss_forward_mappings=mappings,
+        connectors=connectors)
 
 
 def test_fbkd_keeps_the_loop_under_auto_with_the_same_numbers():
@@ -567,8 +529,7 @@ NOT_FUSABLE = {
                      reduction='none'), "KLDivergence(reduction='none')"),
     'l1': (dict(type='L1Loss'), 'L1Loss is not a squared-error'),
     'maskd_trainable':
-    (dict(type='MasKDLoss', channels=8, num_tokens=3,
-          freeze_masks=False), 'MasKDLoss(freeze_masks=False)'),
+    (dict(MASKD, freeze_masks=False), 'MasKDLoss(freeze_masks=False)'),
 }
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from mmakd.models import AvatarDistiller, BaseAvatarPerturbation
 from mmakd.registry import MODELS
-from helpers import REPO, PerturbationSpy
+from helpers import REPO, PerturbationSpy, fbkd_distiller_parts
 
 GOLDEN = osp.join(REPO, 'tests/data/golden/akd_losses.json')
 
@@ -86,23 +86,50 @@ def build(losses: Dict,
     return distiller, student, teacher
 
 
-def run(distiller, student, teacher, x_s, x_t=None):
-    with distiller.teacher_recorders, torch.no_grad():
+def run(distiller, student, teacher, x_s, x_t=None, teacher_grad=False):
+    """One step; the teacher runs without gradients unless
+    ``teacher_grad``."""
+    with distiller.teacher_recorders, torch.set_grad_enabled(teacher_grad):
         teacher(x_s if x_t is None else x_t)
     with distiller.student_recorders:
         student(x_s)
     return distiller.compute_distill_losses()
 
 
-def pair(loss_cfg, s_key='preds_S', t_key='preds_T', **t_extra):
-    return (
-        dict(loss_a=loss_cfg),
-        dict(
-            loss_a={
-                s_key: dict(from_student=True, recorder='feat'),
-                t_key: dict(from_student=False, recorder='feat', **t_extra)
-            }))
+def pair(loss_cfg, s_key='preds_S', t_key='preds_T', name='loss_a', **t_extra):
+    """``distill_losses`` and ``loss_forward_mappings`` of the one loss
+    ``name`` between the student's and the teacher's ``feat``."""
+    inputs = {
+        s_key: dict(from_student=True, recorder='feat'),
+        t_key: dict(from_student=False, recorder='feat', **t_extra)
+    }
+    return {name: loss_cfg}, {name: inputs}
 
+
+def build_one(loss_cfg,
+              avatars,
+              *keys,
+              name='loss_a',
+              student=None,
+              teacher=None,
+              **kwargs):
+    """``build`` of the one loss ``pair(loss_cfg, *keys, name=name)``, its
+    student and teacher a ``Net(3, 8)`` unless given."""
+    losses, mappings = pair(dict(loss_cfg), *keys, name=name)
+    return build(
+        losses,
+        mappings,
+        avatars,
+        student=Net(3, 8) if student is None else student,
+        teacher=Net(3, 8) if teacher is None else teacher,
+        **kwargs)
+
+
+#: Losses (and the argument names of L2Loss) that several tests use.
+CWD = dict(type='ChannelWiseDivergence', tau=1.0)
+PKD = dict(type='PKDLoss', loss_weight=6.0)
+L2_RAW = dict(type='L2Loss', normalize=False)
+FEATURE = ('s_feature', 't_feature')
 
 # T: N=2, C=2, H=1, W=2 (see test_statistics.py for its statistics).
 T = torch.tensor([[[[1., 3.]], [[0., 0.]]], [[[5., 7.]], [[2., 2.]]]])
@@ -112,9 +139,6 @@ S = torch.tensor([[[[3., 1.]], [[0., 0.]]], [[[7., 5.]], [[2., 2.]]]])
 
 
 def hand_case(tau=1.0, uncertainty=True):
-    losses, mappings = pair(
-        dict(type='L2Loss', normalize=False, loss_weight=1.0), 's_feature',
-        't_feature')
     uncertainty = None if not uncertainty else \
         dict() if tau is None else dict(tau=tau)
     avatars = dict(
@@ -122,10 +146,10 @@ def hand_case(tau=1.0, uncertainty=True):
         perturbation=dict(type='TestFixedAvatars', factors=(1.5, 2.0)),
         normalize=True,
         uncertainty=uncertainty)
-    return build(
-        losses,
-        mappings,
+    return build_one(
+        dict(L2_RAW, loss_weight=1.0),
         avatars,
+        *FEATURE,
         student=identity_net(),
         teacher=identity_net())
 
@@ -173,16 +197,14 @@ def test_golden_weighting_with_unequal_losses():
     """Without normalisation the two Avatars give different losses,
     L(S, 1.5T) and L(S, 2T) = sum((S - cT)^2) / N, weighted by
     (16, 1) / 17: the drift ratio 4 to the power 1 / tau = 2."""
-    losses, mappings = pair(
-        dict(type='L2Loss', normalize=False), 's_feature', 't_feature')
-    distiller, student, teacher = build(
-        losses,
-        mappings,
+    distiller, student, teacher = build_one(
+        L2_RAW,
         dict(
             num_avatars=2,
             perturbation=dict(type='TestFixedAvatars', factors=(1.5, 2.0)),
             normalize=False,
             uncertainty=dict(tau=0.5)),
+        *FEATURE,
         student=identity_net(),
         teacher=identity_net())
     out = run(distiller, student, teacher, S, T)
@@ -217,11 +239,8 @@ def test_k1_dropout_student_normalisation_is_the_reference_cwd():
         s_feat = student.feat(x)
     keep = (torch.arange(t_feat.numel()) % 10 != 3).view_as(t_feat)
     avatar = t_feat * keep / 0.9  # dropout p=0.1 with a known mask
-    losses, mappings = pair(
-        dict(type='ChannelWiseDivergence', tau=2.0, loss_weight=3.0))
-    distiller, _, _ = build(
-        losses,
-        mappings,
+    distiller, _, _ = build_one(
+        dict(type='ChannelWiseDivergence', tau=2.0, loss_weight=3.0),
         dict(
             num_avatars=1,
             perturbation=dict(
@@ -261,17 +280,16 @@ def test_golden_json(case):
     teacher.feat.register_forward_hook(lambda m, i, o: t.clone())
     if loss_cfg['type'] == 'MasKDLoss':
         torch.manual_seed(0)  # the loss's own parameters
-    keys = ('s_feature', 't_feature') if loss_cfg['type'] == 'L2Loss' \
+    keys = FEATURE if loss_cfg['type'] == 'L2Loss' \
         else ('preds_S', 'preds_T')
-    losses, mappings = pair(loss_cfg, *keys)
-    distiller, _, _ = build(
-        losses,
-        mappings,
+    distiller, _, _ = build_one(
+        loss_cfg,
         dict(
             num_avatars=2,
             perturbation=dict(type='TestFixedAvatars', avatars=avatars),
             normalize=golden['normalize'],
             uncertainty=dict(tau=1.0)),
+        *keys,
         student=student,
         teacher=teacher)
     out = run(distiller, student, teacher, torch.zeros(2, 3, 4, 5))
@@ -285,22 +303,14 @@ def test_golden_json(case):
 # ---------------------------------------------------------------------------
 def test_gradients_reach_the_student_only():
     torch.manual_seed(0)
-    losses, mappings = pair(dict(type='ChannelWiseDivergence', tau=1.0))
     student, teacher = Net(3, 8), Net(3, 8)
     for p in teacher.parameters():
         p.requires_grad_(True)  # even a trainable teacher gets nothing
-    distiller, _, _ = build(
-        losses,
-        mappings,
-        dict(num_avatars=4),
-        student=student,
-        teacher=teacher)
+    distiller, _, _ = build_one(
+        CWD, dict(num_avatars=4), student=student, teacher=teacher)
     x = torch.randn(2, 3, 8, 8)
-    with distiller.teacher_recorders:
-        teacher(x)  # with grad enabled on purpose
-    with distiller.student_recorders:
-        student(x)
-    out = distiller.compute_distill_losses()
+    # with grad enabled on purpose
+    out = run(distiller, student, teacher, x, teacher_grad=True)
     out['loss_a'].backward()
     assert student.feat.weight.grad is not None
     assert student.feat.weight.grad.abs().sum() > 0
@@ -313,12 +323,7 @@ def test_gradients_reach_the_student_only():
 def test_teacher_connector_learns_teacher_does_not():
     """Avatars are drawn before a teacher-side connector; a trainable
     connector gets gradients from every Avatar, the teacher none."""
-    losses = dict(loss_a=dict(type='L2Loss'))
-    mappings = dict(
-        loss_a=dict(
-            s_feature=dict(from_student=True, recorder='feat'),
-            t_feature=dict(
-                from_student=False, recorder='feat', connector='t_align')))
+    losses, mappings = pair(dict(type='L2Loss'), *FEATURE, connector='t_align')
     connectors = dict(
         t_align=dict(
             type='ConvModuleConnector',
@@ -336,11 +341,7 @@ def test_teacher_connector_learns_teacher_does_not():
         student=student,
         teacher=teacher)
     x = torch.randn(2, 3, 8, 8)
-    with distiller.teacher_recorders:
-        teacher(x)
-    with distiller.student_recorders:
-        student(x)
-    distiller.compute_distill_losses()['loss_a'].backward()
+    run(distiller, student, teacher, x, teacher_grad=True)['loss_a'].backward()
     conv = distiller.connectors['t_align'].conv_module.conv
     assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
@@ -390,18 +391,12 @@ class _TupleNeck(nn.Module):
 
 
 def test_pkd_on_a_tuple_of_fpn_levels():
-    losses = dict(loss_pkd=dict(type='PKDLoss', loss_weight=6.0))
-    mappings = dict(
-        loss_pkd=dict(
-            preds_S=dict(from_student=True, recorder='feat'),
-            preds_T=dict(from_student=False, recorder='feat')))
-    student, teacher = NeckWrapper(), NeckWrapper()
-    distiller, _, _ = build(
-        losses,
-        mappings,
+    distiller, student, teacher = build_one(
+        PKD,
         dict(num_avatars=3),
-        student=student,
-        teacher=teacher,
+        name='loss_pkd',
+        student=NeckWrapper(),
+        teacher=NeckWrapper(),
         source='neck')
     out = run(distiller, student, teacher, torch.randn(2, 3, 16, 16))
     assert torch.isfinite(out['loss_pkd'])
@@ -411,7 +406,7 @@ def test_pkd_on_a_tuple_of_fpn_levels():
 
 
 @pytest.mark.parametrize('loss_cfg,shape', [
-    (dict(type='ChannelWiseDivergence', tau=1.0), (2, 19, 8, 16)),
+    (CWD, (2, 19, 8, 16)),
     (dict(type='KLDivergence', tau=2.0), (2, 19, 8, 16)),
     (dict(type='KLDivergence', tau=1.0), (4, 10)),
 ])
@@ -428,14 +423,8 @@ def test_logits(loss_cfg, shape):
         def forward(self, x):
             return self.feat(x)
 
-    losses, mappings = pair(loss_cfg)
-    student, teacher = Logits(), Logits()
-    distiller, _, _ = build(
-        losses,
-        mappings,
-        dict(num_avatars=2),
-        student=student,
-        teacher=teacher)
+    distiller, student, teacher = build_one(
+        loss_cfg, dict(num_avatars=2), student=Logits(), teacher=Logits())
     out = run(distiller, student, teacher, torch.randn(*shape))
     assert out['loss_a'] > 0
     out['loss_a'].backward()
@@ -455,8 +444,8 @@ def test_logits(loss_cfg, shape):
              student_channels=8,
              teacher_channels=8,
              lambda_mgd=0.65))),
-    (dict(type='PKDLoss', loss_weight=6.0), ('preds_S', 'preds_T'), None),
-    (dict(type='L2Loss', loss_weight=1.0), ('s_feature', 't_feature'), None),
+    (PKD, ('preds_S', 'preds_T'), None),
+    (dict(type='L2Loss', loss_weight=1.0), FEATURE, None),
     (dict(type='KLDivergence', tau=1.0), ('preds_S', 'preds_T'), None),
     (dict(type='MasKDLoss', channels=8, num_tokens=4),
      ('preds_S', 'preds_T'), None),
@@ -466,14 +455,13 @@ def test_mmrazor_losses_train(loss_cfg, keys, connectors):
     losses, mappings = pair(loss_cfg, *keys)
     if connectors:
         mappings['loss_a'][keys[0]]['connector'] = 's_mgd'
-    student, teacher = Net(3, 8), Net(3, 8)
-    distiller, _, _ = build(
+    distiller, student, teacher = build(
         losses,
         mappings,
         dict(num_avatars=2),
         connectors=connectors,
-        student=student,
-        teacher=teacher)
+        student=Net(3, 8),
+        teacher=Net(3, 8))
     out = run(distiller, student, teacher, torch.randn(2, 3, 8, 8))
     assert torch.isfinite(out['loss_a']) and out['loss_a'] > 0
     out['loss_a'].backward()
@@ -481,20 +469,7 @@ def test_mmrazor_losses_train(loss_cfg, keys, connectors):
 
 
 def _fbkd_case(normalize, normalize_at='auto'):
-    losses = dict(loss_s0=dict(type='FBKDLoss'))
-    mappings = dict(
-        loss_s0=dict(
-            s_input=dict(from_student=True, recorder='feat', connector='s0'),
-            t_input=dict(from_student=False, recorder='feat', connector='t0')))
-    common = dict(
-        in_channels=16,
-        reduction=4,
-        mode='dot_product',
-        sub_sample=True,
-        maxpool_stride=2)
-    connectors = dict(
-        s0=dict(type='FBKDStudentConnector', **common),
-        t0=dict(type='FBKDTeacherConnector', **common))
+    losses, mappings, connectors = fbkd_distiller_parts('loss_s0')
     student, teacher = Net(3, 16), Net(3, 16)
     return build(
         losses,
@@ -672,13 +647,8 @@ def test_loss_without_teacher_input_is_refused():
 def test_base_loss_error_is_reraised_with_the_config_key():
     """Shapes are the base loss's business; when it fails, the error names
     the loss, its type, the inputs and the mapping to fix."""
-    losses, mappings = pair(dict(type='ChannelWiseDivergence', tau=1.0))
-    distiller, student, teacher = build(
-        losses,
-        mappings,
-        dict(num_avatars=2),
-        student=Net(3, 4),
-        teacher=Net(3, 8))
+    distiller, student, teacher = build_one(
+        CWD, dict(num_avatars=2), student=Net(3, 4))
     with pytest.raises(RuntimeError) as info:
         run(distiller, student, teacher, torch.randn(2, 3, 8, 8))
     message = str(info.value)
@@ -705,19 +675,16 @@ def test_levels_of_different_sizes_train_when_the_loss_resizes():
     """MMRazor's PKDLoss resizes mismatched maps itself (its FPN configs
     pair levels of different strides): with AKD it trains too, whatever
     ``normalize``, and equals PKD on standardised inputs at p = 0."""
-    losses, mappings = pair(dict(type='PKDLoss', loss_weight=6.0))
     for normalize in (True, 'student', False):
         torch.manual_seed(0)
-        student, teacher = Strided(2), Strided(1)
-        distiller, _, _ = build(
-            losses,
-            mappings,
+        distiller, student, teacher = build_one(
+            PKD,
             dict(
                 num_avatars=2,
                 normalize=normalize,
                 perturbation=dict(type='AvatarDropout', p=0.0)),
-            student=student,
-            teacher=teacher)
+            student=Strided(2),
+            teacher=Strided(1))
         x = torch.randn(2, 3, 16, 16)
         out = run(distiller, student, teacher, x)
         assert distiller.get_record('feat', True).shape == (2, 8, 8, 8)
@@ -731,13 +698,7 @@ def test_levels_of_different_sizes_train_when_the_loss_resizes():
 
 
 def test_non_finite_teacher_is_reported():
-    losses, mappings = pair(dict(type='ChannelWiseDivergence', tau=1.0))
-    distiller, student, teacher = build(
-        losses,
-        mappings,
-        dict(num_avatars=2),
-        student=Net(3, 8),
-        teacher=Net(3, 8))
+    distiller, student, teacher = build_one(CWD, dict(num_avatars=2))
     with torch.no_grad():
         teacher.feat.bias[2] = float('nan')
     with pytest.raises(
@@ -747,13 +708,7 @@ def test_non_finite_teacher_is_reported():
 
 
 def test_bf16_autocast_keeps_statistics_and_loss_in_fp32():
-    losses, mappings = pair(dict(type='ChannelWiseDivergence', tau=1.0))
-    distiller, student, teacher = build(
-        losses,
-        mappings,
-        dict(num_avatars=4),
-        student=Net(3, 8),
-        teacher=Net(3, 8))
+    distiller, student, teacher = build_one(CWD, dict(num_avatars=4))
     x = torch.randn(2, 3, 8, 8) * 50
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = run(distiller, student, teacher, x)
@@ -787,10 +742,8 @@ class ReluNet(nn.Module):
 
 def _hetero(avatars, c=64, size=16):
     torch.manual_seed(0)
-    losses, mappings = pair(dict(type='ChannelWiseDivergence', tau=1.0))
-    student, teacher = ReluNet(c), ReluNet(c)
-    distiller, _, _ = build(
-        losses, mappings, avatars, student=student, teacher=teacher)
+    distiller, student, teacher = build_one(
+        CWD, avatars, student=ReluNet(c), teacher=ReluNet(c))
     return run(distiller, student, teacher, torch.randn(2, 3, size, size)), \
         distiller
 
@@ -893,15 +846,11 @@ def test_real_dropout_path_is_the_reference_cwd():
     the weighted reference AKD CWD (student-only BatchNorm) of those
     Avatars, with the NumPy weights."""
     torch.manual_seed(0)
-    losses, mappings = pair(
-        dict(type='ChannelWiseDivergence', tau=2.0, loss_weight=3.0))
-    student, teacher = PositiveNet(), PositiveNet()
-    distiller, _, _ = build(
-        losses,
-        mappings,
+    distiller, student, teacher = build_one(
+        dict(type='ChannelWiseDivergence', tau=2.0, loss_weight=3.0),
         dict(num_avatars=4, normalize='student'),
-        student=student,
-        teacher=teacher)
+        student=PositiveNet(),
+        teacher=PositiveNet())
     spy = PerturbationSpy(distiller.perturbation)
     out = run(distiller, student, teacher, torch.randn(2, 3, 12, 12))
     t = distiller.get_record('feat', False)
@@ -948,18 +897,12 @@ def test_pkd_on_a_tuple_of_levels_values():
     the Avatars' masks recovered per level, the weights from the geometric
     mean of the levels' drifts, the value from the reference PKD formula."""
     torch.manual_seed(0)
-    losses = dict(loss_pkd=dict(type='PKDLoss', loss_weight=6.0))
-    mappings = dict(
-        loss_pkd=dict(
-            preds_S=dict(from_student=True, recorder='feat'),
-            preds_T=dict(from_student=False, recorder='feat')))
-    student, teacher = PositiveNet(levels=3), PositiveNet(levels=3)
-    distiller, _, _ = build(
-        losses,
-        mappings,
+    distiller, student, teacher = build_one(
+        PKD,
         dict(num_avatars=2, normalize=True),
-        student=student,
-        teacher=teacher)
+        name='loss_pkd',
+        student=PositiveNet(levels=3),
+        teacher=PositiveNet(levels=3))
     spy = PerturbationSpy(distiller.perturbation)
     out = run(distiller, student, teacher, torch.randn(2, 3, 16, 16))
     t = distiller.get_record('feat', False)
@@ -985,14 +928,8 @@ def test_pkd_on_a_tuple_of_levels_values():
 def test_overflowing_teacher_statistics_are_reported():
     """Finite teacher values whose float32 variance overflows: the factor
     cannot be computed, and the error says so instead of naming no level."""
-    losses, mappings = pair(
-        dict(type='L2Loss', normalize=False), 's_feature', 't_feature')
-    distiller, student, teacher = build(
-        losses,
-        mappings,
-        dict(num_avatars=2),
-        student=Net(3, 8),
-        teacher=Net(3, 8))
+    distiller, student, teacher = build_one(L2_RAW, dict(num_avatars=2),
+                                            *FEATURE)
     with torch.no_grad():
         teacher.feat.weight[0] *= 1e21  # values ~1e21: squares overflow
     with pytest.raises(
@@ -1004,14 +941,8 @@ def test_overflowing_teacher_statistics_are_reported():
 
 def test_avatar_that_cannot_be_standardised_names_the_mapping():
     """Batch 1 with 1x1 maps: each channel holds one value."""
-    losses, mappings = pair(
-        dict(type='L2Loss', normalize=False), 's_feature', 't_feature')
-    distiller, student, teacher = build(
-        losses,
-        mappings,
-        dict(num_avatars=2, normalize='teacher'),
-        student=Net(3, 8),
-        teacher=Net(3, 8))
+    distiller, student, teacher = build_one(
+        L2_RAW, dict(num_avatars=2, normalize='teacher'), *FEATURE)
     with pytest.raises(
             ValueError,
             match=r"normalize='teacher': cannot "

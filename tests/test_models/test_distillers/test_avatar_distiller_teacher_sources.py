@@ -64,12 +64,19 @@ def _distiller(perturbation, avatars=None, source='backbone', **kwargs):
     return distiller
 
 
-def _toy_algorithm(perturbation, symmetric=False, **avatars):
+def _flexible(distiller, net=Toy, symmetric=False, **kwargs):
+    """FlexibleTeacherDistill of a ``net`` student (seed 1) and teacher
+    (seed 2, ``symmetric``), without the shape check."""
     return FlexibleTeacherDistill(
-        architecture=Toy(seed=1),
-        teacher=Toy(symmetric=symmetric, seed=2),
-        distiller=_distiller(perturbation, avatars),
-        check_shapes=False)
+        architecture=net(seed=1),
+        teacher=net(symmetric=symmetric, seed=2),
+        distiller=distiller,
+        check_shapes=False,
+        **kwargs)
+
+
+def _toy_algorithm(perturbation, symmetric=False, **avatars):
+    return _flexible(_distiller(perturbation, avatars), symmetric=symmetric)
 
 
 def _stack(model, recorder='f'):
@@ -286,19 +293,11 @@ def test_build_errors_name_the_config_key():
             ValueError,
             match=f'{KEY}: TeacherViews runs the '
             'frozen teacher several times'):
-        FlexibleTeacherDistill(
-            architecture=Toy(seed=1),
-            teacher=Toy(seed=2),
-            distiller=_distiller(dict(type='TeacherViews')),
-            teacher_trainable=True,
-            check_shapes=False)
+        _flexible(
+            _distiller(dict(type='TeacherViews')), teacher_trainable=True)
     with pytest.raises(ValueError, match=f"{KEY}: TeacherViews.*'loss'"):
-        FlexibleTeacherDistill(
-            architecture=Toy(seed=1),
-            teacher=Toy(seed=2),
-            distiller=_distiller(dict(type='TeacherViews')),
-            teacher_forward='loss',
-            check_shapes=False)
+        _flexible(
+            _distiller(dict(type='TeacherViews')), teacher_forward='loss')
     with pytest.raises(ValueError, match='defines 2 Avatars'):
         _toy_algorithm(dict(type='TeacherViews'), num_avatars=4)
 
@@ -316,8 +315,8 @@ def test_mmrazor_single_teacher_distill_is_told_what_to_use():
 class PooledToy(Toy):
     """Toy whose neck pools the features to ``(N, C)`` vectors."""
 
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__(seed=seed)
+    def __init__(self, symmetric: bool = False, seed: int = 0) -> None:
+        super().__init__(symmetric=symmetric, seed=seed)
         self.neck = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
     def extract_feat(self, inputs):
@@ -328,11 +327,7 @@ def test_a_pooled_record_fails_naming_its_recorder_and_view():
     distiller = _distiller(dict(type='TeacherViews'), source='neck')
     distiller['distill_losses'] = dict(
         loss_cwd=dict(type='KLDivergence', tau=1.0))
-    model = FlexibleTeacherDistill(
-        architecture=PooledToy(seed=1),
-        teacher=PooledToy(seed=2),
-        distiller=distiller,
-        check_shapes=False)
+    model = _flexible(distiller, net=PooledToy)
     with pytest.raises(
             ValueError,
             match=r"teacher recorder 'f' record 0: a record of "
@@ -342,10 +337,6 @@ def test_a_pooled_record_fails_naming_its_recorder_and_view():
     # in-network dropout needs no mapping: pooled records are fine
     distiller['avatars']['perturbation'] = dict(
         type='TeacherDropout', modules=['backbone.1'])
-    model = FlexibleTeacherDistill(
-        architecture=PooledToy(seed=1),
-        teacher=PooledToy(seed=2),
-        distiller=distiller,
-        check_shapes=False)
+    model = _flexible(distiller, net=PooledToy)
     assert torch.isfinite(
         model.loss(torch.randn(2, 3, 8, 8))['distill.loss_cwd'])

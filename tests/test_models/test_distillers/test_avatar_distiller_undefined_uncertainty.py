@@ -9,12 +9,12 @@ import uuid
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MessageHub, MMLogger
+from mmengine.logging import MessageHub
 from torch import nn
 
 from mmakd.models import AvatarDistiller
 from mmakd.testing import CountHostSyncs
-from helpers import PerturbationSpy
+from helpers import PerturbationSpy, logged_messages
 
 KEY = 'model.distiller.avatars.uncertainty'
 
@@ -24,24 +24,11 @@ def fresh_message_hub():
     MessageHub.get_instance(f'akd-test-{uuid.uuid4()}')
 
 
-class _Records(logging.Handler):
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
 def warnings_logged():
     """The messages the distiller logs at WARNING level or above."""
-    logger = MMLogger.get_current_instance()
-    handler = _Records()
-    logger.addHandler(handler)
-    yield handler.messages
-    logger.removeHandler(handler)
+    with logged_messages(logging.WARNING) as messages:
+        yield messages
 
 
 class Logits(nn.Module):

@@ -3,14 +3,17 @@
 #   make demo       create .venv if needed, then run the demo: detection and
 #                   segmentation (tools/demo.py --task all, < 30 min on 2
 #                   CPU cores); DEMO_TASK=det|seg|mgkd runs one task
-#   make test       create .venv if needed, then run the tests (not `slow`)
+#   make test       create .venv if needed, then run the tests (not `slow`,
+#                   under 10 min on 2 CPU cores)
+#   make test-slow  only the slow end-to-end tests (training runs, the
+#                   demo, kill -9 / --resume, one-command distillation;
+#                   CI runs them after `make test`)
 #   make test-all   every test, the slow end-to-end ones included
 #   make test-resume
-#                   the kill -9 / --resume tests (slow, about 3 min; CI
-#                   runs them after `make test`)
-#   make test-pair  one-command distillation end to end (slow, about 3
-#                   min: the demo pairs from the command, every stock
-#                   pair's step; CI runs them after `make test-resume`)
+#                   only the kill -9 / --resume tests (slow, about 3 min)
+#   make test-pair  only one-command distillation end to end (slow, about
+#                   3 min: the demo pairs from the command, every stock
+#                   pair's step)
 #   make env        only create/update the environment
 #   make env TORCH=2.14.1
 #                   the same stack on another torch (2.13 or newer) with
@@ -55,7 +58,7 @@ COPYRIGHT_PATHS := mmakd tools tests
 COPYRIGHT := ^\# Copyright (c) mmakd contributors
 STAMP := $(VENV)/.mmakd-env
 
-.PHONY: env demo test test-all test-resume test-pair test-torch lint format clean-env
+.PHONY: env demo test test-slow test-all test-resume test-pair test-torch lint format clean-env
 
 env: $(STAMP)
 
@@ -105,6 +108,9 @@ test-torch: $(STAMP)
 	    print(torch.__version__)'): $$(tail -1 $(VENV)/test-torch.log \
 	    | tr -d '=') (make test-torch: $$(( $$(date +%s) - start )) s)"; \
 	  exit $$status
+
+test-slow: $(STAMP)
+	$(PY) -m pytest tests -m slow $(PYTEST_ARGS)
 
 test-all: $(STAMP)
 	$(PY) -m pytest tests -m "slow or not slow" $(PYTEST_ARGS)

@@ -253,3 +253,18 @@ def fbkd_distiller_parts(name: str = 'loss_s0') -> Tuple[dict, dict, dict]:
         s0=dict(type='FBKDStudentConnector', **common),
         t0=dict(type='FBKDTeacherConnector', **common))
     return losses, mappings, connectors
+
+
+def slow_unless(values: Sequence, fast: Sequence[str]) -> list:
+    """``values`` for ``pytest.mark.parametrize``: those whose text contains
+    one of the substrings ``fast`` run in ``make test``, the others are
+    marked ``slow`` (``make test-slow``). The fast ones stand for the
+    capability; each slow one is the same check on a larger model."""
+    import pytest
+    missing = [f for f in fast if not any(f in str(v) for v in values)]
+    assert not missing, f'no value matches {missing}'
+    return [
+        v if any(f in str(v)
+                 for f in fast) else pytest.param(v, marks=pytest.mark.slow)
+        for v in values
+    ]

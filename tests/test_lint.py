@@ -55,4 +55,4 @@ def test_ci_fails_on_lint_before_the_tests():
         script = f.read()
     assert 'set -euo pipefail' in script
     commands = re.findall(r'^make ([\w-]+)', script, re.M)
-    assert commands == ['lint', 'test', 'test-resume', 'test-pair']
+    assert commands == ['lint', 'test', 'test-slow']

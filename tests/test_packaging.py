@@ -142,6 +142,7 @@ def test_installed_wheel_resolves_mmakd_config_in_user_config(
     assert result['batch_size'] == 4
 
 
+@pytest.mark.slow
 def test_mim_trains_and_tests_an_mmakd_config_from_the_wheel(
         target, tmp_path, shapes_root):
     """``mim train mmakd CONFIG`` and ``mim test mmakd CONFIG --checkpoint``
@@ -174,6 +175,7 @@ def test_mim_trains_and_tests_an_mmakd_config_from_the_wheel(
     assert 'Testing finished successfully' in log  # MIM's own report
 
 
+@pytest.mark.slow
 def test_mim_distils_two_models_with_one_command_from_the_wheel(
         target, tmp_path):
     """``mim train mmakd STUDENT --teacher mmakd::TEACHER --teacher-ckpt C

@@ -38,6 +38,7 @@ def test_a_loss_without_fused_form_is_refused():
                      progress=False)
 
 
+@pytest.mark.slow
 def test_cli_writes_json_and_markdown(tmp_path):
     out = tmp_path / 'costs.json'
     md = tmp_path / 'costs.md'

@@ -15,7 +15,8 @@ from mmakd.apis.distill_doctor import (SHARE_MAX, SHARE_MIN, WARNING_KINDS,
                                        offline_model_config, tensor_stats)
 from mmakd.utils import load_config
 from helpers import (DEMO_AKD, DEMO_CWD, DEMO_TEACHER, MMRAZOR_DISTILL_CONFIGS,
-                     MMRAZOR_UPSTREAM_FIXES, REPO, random_teacher_checkpoint)
+                     MMRAZOR_UPSTREAM_FIXES, REPO, random_teacher_checkpoint,
+                     slow_unless)
 
 CWD_RETINA = 'mmrazor::distill/mmdet/cwd/cwd_fpn_retina_r101_retina_r50_1x_coco.py'  # noqa: E501
 #: The demo student without its head's dropout: the losses are then a
@@ -524,6 +525,7 @@ def retina_teacher(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_mmrazor_cwd_retinanet(retina_teacher, empty_torch_home):
     """Healthy at 256x256; at 128x128 P7 is 1x1 and its CWD loss is zero
     (a softmax over one position), which only that level reports. Offline
@@ -580,7 +582,16 @@ def _zoo():
 ZOO_SIZES = {'reppoints': (128, 128), 'fbkd': (128, 128)}
 
 
-@pytest.mark.parametrize('path', _zoo())
+# In `make test`: the demo and synthetic configs (under 1 s each) and one
+# AKD detector and segmentor at COCO / Cityscapes size; the other large
+# models (3-17 s each) run with the slow tests.
+@pytest.mark.parametrize(
+    'path',
+    slow_unless(_zoo(), [
+        '/demo/', 'mmpretrain/synthetic/',
+        'akd_cwd_fpn_retinanet-r101_retinanet-r50',
+        'akd_cwd_logits_pspnet-r101-d8'
+    ]))
 def test_runs_on_every_shipped_config(path, no_network):
     """Random weights, no download, generated batches: every distillation
     config gives a report with every loss in it; any other config (a
@@ -824,8 +835,10 @@ def test_offline_covers_all_of_mmrazors_configs():
     assert len(MMRAZOR_DISTILL_CONFIGS) == 12
 
 
-# all 12 in the default run: 49 s together on 2 quiet cores (3-6 s each)
-@pytest.mark.parametrize('relative', MMRAZOR_DISTILL_CONFIGS)
+# In `make test`: the segmentation config; the detectors (3-6 s each, 49 s
+# together on 2 quiet cores) run with the slow tests.
+@pytest.mark.parametrize(
+    'relative', slow_unless(MMRAZOR_DISTILL_CONFIGS, ['distill/mmseg/cwd/']))
 def test_offline_on_mmrazor_configs(relative, empty_torch_home):
     """--offline on MMRazor's configs as shipped, with an empty download
     cache and no network: nothing is downloaded, every other initialiser

@@ -42,6 +42,7 @@ def test_plot_writes_a_png_with_every_curve(tmp_path):
         plot_fused_target([_report('a', [1])], str(path), ['c'])
 
 
+@pytest.mark.slow
 def test_cli(tmp_path):
     report = tmp_path / 'r.json'
     report.write_text(json.dumps(_report('AvatarDropout(p=0.1)', [1, 2])))

@@ -85,6 +85,7 @@ def runs(tmp_path_factory, shapes_root):
     return out
 
 
+@pytest.mark.slow
 def test_resumed_run_matches_the_uninterrupted_one(runs):
     full, resumed = runs['full'], runs['hook']
     assert sorted(resumed) == [4, 5, 6]

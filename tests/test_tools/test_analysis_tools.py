@@ -35,6 +35,7 @@ def akd_run(tmp_path_factory, shapes_root):
     return dict(work=work, ckpt=osp.join(work, 'iter_3.pth'), data=shapes_root)
 
 
+@pytest.mark.slow
 def test_visualize_avatars(akd_run, tmp_path):
     image = sorted(
         glob.glob(

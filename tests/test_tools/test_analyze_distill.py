@@ -106,6 +106,7 @@ def test_user_guide_names_only_real_options(repo_root):
     assert not missing, missing
 
 
+@pytest.mark.slow
 def test_offline_on_mmrazor_config_as_a_user_runs_it(tmp_path):
     """MMRazor's CWD RetinaNet config as shipped, --offline, an empty
     download cache and every download refused (a proxy that does not

@@ -2,6 +2,7 @@
 """benchmark_distill.py runs every case from a config and reports them."""
 import json
 import math
+import os.path as osp
 import subprocess
 import sys
 
@@ -86,6 +87,7 @@ def check_cases(result):
         cases['akd_k4']['step_ms_median'])
 
 
+@pytest.mark.slow
 def test_benchmark_segmentation_logits(tmp_path):
     """Logits are recorded in the head: MMRazor's base is
     SingleTeacherDistill; ours runs the teacher in tensor mode."""
@@ -224,3 +226,41 @@ def test_loop_cases_loop_and_akd_cases_fuse():
     assert set(fused.fusions) == set(
         looped.fusions) == {f'loss_cwd_fpn{i}'
                             for i in range(3)}
+
+
+def test_run_benchmark_times_and_compares_the_cases_it_is_given():
+    """The timing loop in process, on the small demo segmentor and four
+    cases (the end-to-end tool run on every case is `slow`): each case is
+    timed ``iters`` times, its ratios are those of the measured medians,
+    and the targets of the cases given are checked."""
+    from mmakd.apis.benchmark import format_table, markdown, run_benchmark
+    config = ('configs/akd/demo/akd_cwd_logits_pspnet-r18-w32_pspnet-r18-w8_'
+              '1xb8-600it_shapes-128.py')
+    result = run_benchmark(
+        osp.join(REPO, config), ['student', 'base', 'ours', 'akd_k4'],
+        iters=2,
+        warmup=1,
+        size=(32, 32),
+        mem_steps=1,
+        command='bench',
+        progress=False)
+    cases = result['cases']
+    assert set(cases) == {
+        'student', 'base', 'ours', 'akd_k4', 'teacher_forward', 'lower_bound'
+    }
+    for name in ('student', 'base', 'ours', 'akd_k4'):
+        assert cases[name]['n'] == 2 and cases[name]['step_ms_median'] > 0
+        assert cases[name]['peak_mem_mb'] >= 0
+        assert cases[name]['ratio_to_base'] == pytest.approx(
+            cases[name]['step_ms_median'] / cases['base']['step_ms_median'])
+    assert cases['lower_bound']['step_ms_median'] == pytest.approx(
+        cases['student']['step_ms_median'] +
+        cases['teacher_forward']['step_ms_median'])
+    assert cases['akd_k4']['host_syncs'] == cases['ours']['host_syncs'] >= 1
+    assert {(t['case'], t['what'])
+            for t in result['targets']} == {('akd_k4', 'step'),
+                                            ('akd_k4', 'extra peak memory'),
+                                            ('ours', 'step')}
+    assert result['base'] == 'SingleTeacherDistill'
+    assert result['command'] == 'bench' and result['size'] == [32, 32]
+    assert 'akd_k4' in format_table(result) and '| ours |' in markdown(result)

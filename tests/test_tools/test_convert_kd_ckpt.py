@@ -32,6 +32,7 @@ def test_student_state_dict_strips_the_prefix_and_drops_the_rest():
         student_state_dict({'backbone.w': torch.ones(1)})
 
 
+@pytest.mark.slow
 def test_convert_then_test_with_the_students_own_config(tmp_path, shapes_root):
     teacher_ckpt = random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))
     work = str(tmp_path / 'distill')

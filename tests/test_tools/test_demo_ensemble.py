@@ -86,6 +86,7 @@ def test_summary_golden():
             _report('cwd', flat, 'akd', akd, seeds), teachers)
 
 
+@pytest.mark.slow
 def test_demo_quick_ensemble(tmp_path):
     """Four teachers, then reproduce.py for CWD vs the ensemble and CWD vs
     AKD over two seeds; the CWD runs are shared, and a second call reuses

@@ -33,6 +33,7 @@ def run(args, timeout):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_demo_quick_writes_the_tables_and_curves(tmp_path):
     work = tmp_path / 'demo'
     out = run(
@@ -66,6 +67,7 @@ def test_demo_quick_writes_the_tables_and_curves(tmp_path):
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10000
 
 
+@pytest.mark.slow
 def test_demo_quick_detection_on_coco_format(tmp_path):
     """Detection: RetinaNet teacher, student alone, CWD on the FPN levels,
     AKD in the reference and the recommended setting, scored by
@@ -129,6 +131,7 @@ def test_demo_quick_detection_on_coco_format(tmp_path):
     assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 10000
 
 
+@pytest.mark.slow
 def test_demo_quick_mgkd_runs_both_stages(tmp_path):
     """Multi-granularity distillation in the demo: teacher, stage 1, student,
     KD, KD + MGKD, each loading the checkpoints of the runs before it."""
@@ -166,6 +169,7 @@ def test_demo_quick_mgkd_runs_both_stages(tmp_path):
     assert (work / 'curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
+@pytest.mark.slow
 def test_reproduce_reports_paired_difference(tmp_path):
     from mmakd.datasets.shapes import generate_shapes
     data = tmp_path / 'shapes'

@@ -64,6 +64,7 @@ def runs(tmp_path_factory, shapes_root):
     return first, again, log
 
 
+@pytest.mark.slow
 def test_two_ranks_train_to_identical_students(runs):
     first, _, log = runs
     assert 'Distributed launcher: pytorch' in log or 'launcher: pytorch' in log

@@ -4,6 +4,7 @@ the type and a type changed over the config's perturbation dict fail with
 the config key and the fix; the fix trains."""
 import os.path as osp
 
+import pytest
 from mmengine.config import Config
 
 from helpers import DEMO_AKD, cli_options, demo_options, run_python
@@ -29,6 +30,7 @@ def test_unknown_perturbation_type(tmp_path):
         in result.stderr
 
 
+@pytest.mark.slow
 def test_changed_perturbation_type_says_how_then_trains(tmp_path, shapes_root):
     # the demo AKD config sets dict(type='AvatarDropout', p=(...))
     result = _train(tmp_path, f'{KEY}.type=AvatarGaussianNoise')

@@ -25,6 +25,7 @@ def _log_file(work_dir):
     return open(logs[0]).read()
 
 
+@pytest.mark.slow
 def test_test_and_resume_an_akd_checkpoint_without_the_teacher_file(
         tmp_path, shapes_root):
     teacher = random_teacher_checkpoint(str(tmp_path / 'teacher.pth'))

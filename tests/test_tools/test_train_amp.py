@@ -116,6 +116,7 @@ def test_cli_float16_on_cpu_fails_before_building(tmp_path):
     assert "ValueError: optim_wrapper.dtype='float16'" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_amp_trains_akd_on_cpu_in_bf16(tmp_path, shapes_root):
     """The demo AKD config (PSPNet-R18, CWD on logits, 4 Avatars), 2
     iterations on CPU with --amp: the bfloat16 wrapper is in the resolved

@@ -4,6 +4,8 @@ shapes dataset (synthetic data) with random weights."""
 import glob
 import os.path as osp
 
+import pytest
+
 from mmakd.testing import random_weights_overrides, shapes_det_overrides
 from mmakd.utils import load_config
 from helpers import REPO, cli_options, demo_options, run_python
@@ -34,6 +36,7 @@ def _check(result):
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_train_and_resume_mmrazor_shipped_config(tmp_path, shapes_root,
                                                  torch_home):
     work_dir = str(tmp_path / 'work')

@@ -19,7 +19,7 @@ from mmengine.registry import init_default_scope
 from mmakd.registry import MODELS
 from mmakd.testing import det_batch, random_weights_overrides, seg_batch
 from mmakd.utils import load_config
-from helpers import REPO
+from helpers import REPO, slow_unless
 
 CONFIG_ROOT = osp.join(REPO, 'configs')
 CONFIGS = sorted(
@@ -201,7 +201,17 @@ def test_zoo_config_conventions(path):
         enable=False, base_batch_size=gpus * per_gpu)
 
 
-@pytest.mark.parametrize('path', [p for p in RUNNABLE], ids=_id)
+#: Configs whose tests run in `make test`: the demo and synthetic ones, and
+#: one AKD detector, segmentor and multi-granularity segmentor at COCO /
+#: Cityscapes size; the other large models are `slow`.
+FAST_CONFIGS = [
+    '/demo/', 'mmpretrain/synthetic/',
+    'akd_cwd_fpn_retinanet-r101_retinanet-r50',
+    'akd_cwd_logits_pspnet-r101-d8', 'mgkd_akd_cwd_logits'
+]
+
+
+@pytest.mark.parametrize('path', slow_unless(RUNNABLE, FAST_CONFIGS), ids=_id)
 def test_config_builds_offline(path, no_network):
     if 'model' not in _load(path):
         pytest.skip('no model in this config')

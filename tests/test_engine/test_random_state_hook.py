@@ -95,6 +95,7 @@ def test_resumed_run_matches_the_uninterrupted_one(runs):
                 full[it][key], rel=1e-6), (it, key)
 
 
+@pytest.mark.slow  # the `runs` fixture trains four times (about a minute)
 def test_without_the_hook_dropout_draws_differ(runs):
     """The control: MMEngine alone re-seeds PyTorch on resume, so the
     models' dropout masks (not the Avatars) change."""

@@ -98,6 +98,7 @@ def test_train_validate_then_test_local_config(tmp_path, shapes_root):
     assert glob.glob(osp.join(test_dir, '*', '*.log'))
 
 
+@pytest.mark.slow
 def test_convert_shipped_config_to_akd_from_the_command_line(
         tmp_path, shapes_root, torch_home):
     """MMRazor's CWD RetinaNet config becomes AKD with --cfg-options only;

@@ -16,7 +16,8 @@ from mmengine.runner import Runner
 
 from mmakd.testing import random_weights_overrides
 from mmakd.utils import mmakd_base_scope
-from helpers import AKD_RETINA, REPO, cli_options, demo_options, run_python
+from helpers import (AKD_RETINA, REPO, cli_options, demo_options, run_python,
+                     slow_unless)
 
 CONFIGS = osp.join(REPO, 'configs')
 SHIPPED = sorted(
@@ -62,7 +63,15 @@ def test_shipped_configs_found():
     assert 'akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py' in DEMO
 
 
-@pytest.mark.parametrize('name', SHIPPED)
+# In `make test`: the demo and synthetic configs and one AKD detector,
+# segmentor and multi-granularity segmentor; the other large models `slow`.
+@pytest.mark.parametrize(
+    'name',
+    slow_unless(SHIPPED, [
+        '/demo/', 'mmpretrain/synthetic/',
+        'akd_cwd_fpn_retinanet-r101_retinanet-r50',
+        'akd_cwd_logits_pspnet-r101-d8', 'mgkd_akd_cwd_logits'
+    ]))
 def test_shipped_config_as_mmakd_base_builds_in_its_own_scopes(tmp_path, name):
     """Each dict a user config inherits builds in the scope it builds in
     when the shipped file is used directly (before the repair: 'mmakd')."""

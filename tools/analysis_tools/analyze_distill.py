@@ -46,9 +46,6 @@ from mmengine.config import DictAction
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-import mmakd.apis.distill_doctor as doctor  # noqa: E402
-from mmakd.utils import load_config  # noqa: E402
-
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -114,6 +111,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    # after the arguments: --help and a bad option answer at once, without
+    # importing MMRazor and the OpenMMLab codebases (several seconds)
+    import mmakd.apis.distill_doctor as doctor
+    from mmakd.utils import load_config
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():

@@ -20,7 +20,7 @@ from mmakd.models.avatars import (avatar_uncertainty, avatar_weights,
                                   build_perturbation, record_teacher_avatars,
                                   teacher_avatar_draws)
 from mmakd.models.avatars.seeding import seeded_generator
-from mmakd.models.utils.teacher_forward import _run, shortest_forward
+from mmakd.models.utils.teacher_forward import run_forward, shortest_forward
 from .experiment import machine_description, portable_path
 
 __all__ = [
@@ -159,7 +159,7 @@ class AvatarMixture:
 
     def _record(self, inputs: Tensor) -> None:
         with self.manager:
-            _run(self.model, self.mode, inputs, None)
+            run_forward(self.model, self.mode, inputs, None)
 
     def mixture(self, inputs: Tensor) -> Any:
         """The weighted mixture of the Avatars of ``target`` on ``inputs``,

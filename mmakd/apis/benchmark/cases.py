@@ -16,7 +16,7 @@ from mmengine.registry import DefaultScope, init_default_scope
 from torch import nn
 
 from mmakd.models.utils.teacher_forward import (FEAT_PARTS, _within,
-                                                shortest_forward)
+                                                run_forward, shortest_forward)
 from mmakd.registry import MODELS
 from mmakd.testing import random_weights_overrides
 
@@ -161,10 +161,4 @@ def _teacher_forward(teacher: nn.Module, mode: str, data: dict) -> None:
     """The teacher's forward in ``mode`` (``'feat'``, ``'tensor'`` or
     ``'loss'``) on preprocessed ``data``, without gradients."""
     with torch.no_grad():
-        if mode == 'feat':
-            teacher.extract_feat(data['inputs'])
-        else:
-            teacher(
-                data['inputs'],
-                data['data_samples'],
-                mode='tensor' if mode == 'tensor' else 'loss')
+        run_forward(teacher, mode, data['inputs'], data['data_samples'])

@@ -18,10 +18,9 @@ from ..distillers.avatar_settings import KEY as AVATARS_KEY
 from ..utils.fuse import fuse_frozen_conv_bn
 from ..utils.model_spec import build_model_from_spec
 from ..utils.preprocessor import check_preprocessors_match
-from ..utils.teacher_forward import (TEACHER_FORWARDS, _run,
-                                     check_record_shapes,
+from ..utils.teacher_forward import (TEACHER_FORWARDS, check_record_shapes,
                                      check_teacher_records,
-                                     resolve_teacher_forward)
+                                     resolve_teacher_forward, run_forward)
 from ..utils.validation import (check_checkpoint_exists,
                                 check_recorder_sources,
                                 load_teacher_checkpoint)
@@ -300,8 +299,8 @@ class FlexibleTeacherDistill(SingleTeacherDistill):
         """Run the frozen teacher as far as ``teacher_forward`` says, into
         the distiller's teacher recorders (call under ``no_grad``)."""
         with self.distiller.teacher_recorders, self.distiller.deliveries:
-            _run(self.teacher, self.teacher_forward, batch_inputs,
-                 data_samples)
+            run_forward(self.teacher, self.teacher_forward, batch_inputs,
+                        data_samples)
 
     def _run_teacher(
         self, batch_inputs: torch.Tensor,

@@ -10,7 +10,8 @@ from torch import nn
 
 from mmakd.registry import MODELS
 from ..utils.model_spec import build_model_from_spec
-from ..utils.teacher_forward import TeacherRecordError, _run, shortest_forward
+from ..utils.teacher_forward import (TeacherRecordError, run_forward,
+                                     shortest_forward)
 from ..utils.validation import check_checkpoint_exists, check_recorder_sources
 from .flexible_teacher_distill import FlexibleTeacherDistill, ModelSpec
 
@@ -255,7 +256,7 @@ class MultiTeacherDistill(FlexibleTeacherDistill):
                                              self._other_recorders,
                                              self._other_forwards):
             with manager:
-                _run(teacher, forward, batch_inputs, data_samples)
+                run_forward(teacher, forward, batch_inputs, data_samples)
         keys = [f'model.teachers[{i}]' for i in range(len(self.teachers))]
         managers = [self.distiller.teacher_recorders] + self._other_recorders
         for name, recorder in self.distiller.teacher_recorders.recorders.items(

@@ -4,7 +4,7 @@
 
 :class:`~mmakd.models.FlexibleTeacherDistill` runs its teacher only as far
 as the teacher recorders need (``teacher_forward``): :func:`shortest_forward`
-picks that forward and :func:`_run` runs it. The build-time dry run
+picks that forward and :func:`run_forward` runs it. The build-time dry run
 (:func:`check_record_shapes`) and the first-iteration check
 (:func:`check_teacher_records`) catch what a truncated forward or a loss
 mapping gets wrong.
@@ -21,7 +21,7 @@ from torch import nn
 from .validation import compare_record_shapes
 
 __all__ = [
-    'TEACHER_FORWARDS', 'FEAT_PARTS', 'shortest_forward',
+    'TEACHER_FORWARDS', 'FEAT_PARTS', 'shortest_forward', 'run_forward',
     'resolve_teacher_forward', 'TeacherRecordError', 'check_record_shapes',
     'record_shape_problems', 'check_teacher_records'
 ]
@@ -119,8 +119,10 @@ def resolve_teacher_forward(requested: str, teacher: nn.Module,
                             getattr(distiller, 'teacher_recorders', None))
 
 
-def _run(model: nn.Module, mode: str, inputs: torch.Tensor,
-         data_samples: Optional[List[BaseDataElement]]) -> Any:
+def run_forward(model: nn.Module, mode: str, inputs: torch.Tensor,
+                data_samples: Optional[List[BaseDataElement]]) -> Any:
+    """Run ``model`` on preprocessed ``inputs`` as far as ``mode`` says:
+    ``'feat'`` (``extract_feat``), ``'tensor'`` or ``'loss'``."""
     if mode == 'feat':
         return model.extract_feat(inputs)
     return model(inputs, data_samples, mode=mode)
@@ -165,7 +167,8 @@ def check_record_shapes(
         with torch.no_grad():
             if 'student' in reachable:
                 with distiller.student_recorders:
-                    _run(algorithm.student, modes['student'], inputs, None)
+                    run_forward(algorithm.student, modes['student'], inputs,
+                                None)
             if 'teacher' in reachable:
                 record_teachers(inputs)
             problems = record_shape_problems(distiller, mappings, reachable)

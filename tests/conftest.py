@@ -24,6 +24,18 @@ def restore_default_scope():
     DefaultScope._instance_dict.update(saved)
 
 
+@pytest.fixture
+def fresh_message_hub() -> None:
+    """A new current MessageHub, as without a runner: no ``seed`` or
+    ``iter`` info left by an earlier test's runner (AKD's Avatars then
+    draw from ``torch.initial_seed()`` and a call count). Modules that
+    build AKD outside a runner use it for every test (``pytestmark``)."""
+    import uuid
+
+    from mmengine.logging import MessageHub
+    MessageHub.get_instance(f'mmakd-test-{uuid.uuid4()}')
+
+
 @pytest.fixture(scope='session')
 def repo_root() -> str:
     return REPO

@@ -2,18 +2,18 @@
 """CPUAmpOptimWrapper: bfloat16 autocast on CPU, and every AKD loss stays
 finite and float32 under it (statistics and softmaxes in float32)."""
 import contextlib
-import uuid
 from typing import Dict, Optional
 
 import pytest
 import torch
-from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from torch import nn
 
 from mmakd.engine.optimizers import CPUAmpOptimWrapper
 from mmakd.registry import MODELS, OPTIM_WRAPPERS
+
+pytestmark = pytest.mark.usefixtures('fresh_message_hub')
 
 C = 8
 
@@ -236,12 +236,6 @@ class Spy:
                 autocast=autocast,
                 dtypes=dtypes))
         return out
-
-
-@pytest.fixture(autouse=True)
-def fresh_message_hub():
-    """No runner: seed and iteration are not in the hub."""
-    MessageHub.get_instance(f'amp-test-{uuid.uuid4()}')
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,12 @@
 student gradients and weights as the per-Avatar loop, which losses fuse and
 which refuse, the build log, the Avatars themselves and the lifetime of
 their stack."""
-import uuid
 import weakref
 from typing import Dict, List, Tuple
 
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MessageHub
 from mmrazor.models.architectures.connectors.base_connector import \
     BaseConnector
 from torch import nn
@@ -23,6 +21,8 @@ from mmakd.models.avatars.fusion import fusion_for
 from mmakd.registry import MODELS
 from helpers import fbkd_distiller_parts, logged_messages
 
+pytestmark = pytest.mark.usefixtures('fresh_message_hub')
+
 KEY = 'model.distiller.avatars'
 #: Relative error allowed between the fused path and the loop in float32.
 RTOL32 = 1e-5
@@ -31,12 +31,6 @@ RTOL64 = 1e-10
 #: Cases whose loss computes in float32 whatever its inputs (documented for
 #: MGKDGranularityLoss), held to the float32 tolerance in float64 too.
 FLOAT32_LOSSES = ('mgkd_codes', 'mgkd_maps')
-
-
-@pytest.fixture(autouse=True)
-def fresh_message_hub():
-    """No runner: seed and iteration are not in the hub."""
-    MessageHub.get_instance(f'akd-fusion-test-{uuid.uuid4()}')
 
 
 @pytest.fixture

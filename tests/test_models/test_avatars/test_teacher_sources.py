@@ -10,6 +10,8 @@ from mmakd.models import (AvatarConnector, AvatarPerturbationMix,
                           TeacherDropout, TeacherViews, build_perturbation,
                           default_dropout_modules, record_teacher_avatars)
 
+pytestmark = pytest.mark.usefixtures('fresh_message_hub')
+
 KEY = 'model.distiller.avatars.perturbation'
 
 

@@ -17,6 +17,8 @@ from mmakd.models import AvatarDistiller, BaseAvatarPerturbation
 from mmakd.registry import MODELS
 from helpers import REPO, PerturbationSpy, fbkd_distiller_parts
 
+pytestmark = pytest.mark.usefixtures('fresh_message_hub')
+
 GOLDEN = osp.join(REPO, 'tests/data/golden/akd_losses.json')
 
 
@@ -57,12 +59,6 @@ def identity_net(c=2):
         net.feat.weight.copy_(torch.eye(c).view(c, c, 1, 1))
         net.feat.bias.zero_()
     return net
-
-
-@pytest.fixture(autouse=True)
-def fresh_message_hub():
-    """No runner: seed and iteration are not in the hub."""
-    MessageHub.get_instance(f'akd-test-{uuid.uuid4()}')
 
 
 def build(losses: Dict,

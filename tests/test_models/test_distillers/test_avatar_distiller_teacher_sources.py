@@ -17,6 +17,8 @@ from mmakd.models import (FlexibleTeacherDistill, MultiTeacherDistill,
 from mmakd.testing import det_batch, seg_batch
 from helpers import REPO
 
+pytestmark = pytest.mark.usefixtures('fresh_message_hub')
+
 KEY = 'model.distiller.avatars.perturbation'
 PSP = osp.join(REPO, 'configs/akd/demo/pspnet_r18-w8_1xb8-600it_shapes-128.py')
 RETINA = osp.join(

@@ -4,24 +4,19 @@ point 5): a batch of one ``(1, C)``, or constant teacher channels. The
 uncertainty ``u`` is undefined there; the Avatars get equal weights, with
 one warning per loss, never a false divergence."""
 import logging
-import uuid
 
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MessageHub
 from torch import nn
 
 from mmakd.models import AvatarDistiller
 from mmakd.testing import CountHostSyncs
 from helpers import PerturbationSpy, logged_messages
 
+pytestmark = pytest.mark.usefixtures('fresh_message_hub')
+
 KEY = 'model.distiller.avatars.uncertainty'
-
-
-@pytest.fixture(autouse=True)
-def fresh_message_hub():
-    MessageHub.get_instance(f'akd-test-{uuid.uuid4()}')
 
 
 @pytest.fixture

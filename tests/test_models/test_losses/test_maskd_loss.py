@@ -1,7 +1,6 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 import json
 import os.path as osp
-import uuid
 
 import pytest
 import torch
@@ -9,10 +8,7 @@ from mmengine.logging import MessageHub
 
 from mmakd.models.losses import MasKDLoss, mask_diversity
 
-
-@pytest.fixture(autouse=True)
-def fresh_message_hub():
-    MessageHub.get_instance(f'maskd-test-{uuid.uuid4()}')
+pytestmark = pytest.mark.usefixtures('fresh_message_hub')
 
 
 def test_identical_features_give_zero_loss():

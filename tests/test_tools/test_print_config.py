@@ -1,5 +1,6 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """tools/misc/print_config.py as users run it."""
+import pytest
 from mmengine.config import Config
 
 from helpers import run_python
@@ -33,6 +34,7 @@ def test_print_config_resolves_bases_and_options(tmp_path):
     assert cfg.optim_wrapper.optimizer.lr == 0.01
 
 
+@pytest.mark.slow  # two runs; resolve_bases_and_options is the fast one
 def test_print_config_package_path_and_missing_file():
     out = _check(
         run_python(

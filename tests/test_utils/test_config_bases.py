@@ -150,6 +150,7 @@ def test_readme_coco_example_builds_model_datasets_and_runner(tmp_path):
     assert type(runner.model).__name__ == 'FlexibleTeacherDistill'
 
 
+@pytest.mark.slow  # builds are fast above; this trains from the CLI
 def test_tools_train_runs_a_user_config_on_an_mmakd_base(
         tmp_path, shapes_root):
     """As a user runs it: ``tools/train.py my_config.py`` outside the clone,

@@ -43,8 +43,8 @@ VENV ?= .venv
 TORCH_REQS := -r requirements/torch.txt
 else
 VENV ?= .venv-torch$(TORCH)
-# torchvision unpinned: every torchvision release requires one exact torch,
-# so pip resolves the one made for torch==$(TORCH).
+# torchvision unpinned: pip resolves the newest one whose requirement admits
+# torch==$(TORCH) (up to 0.28 one exact torch each; 0.29.2: torch>=2.14.0).
 TORCH_REQS := torch==$(TORCH) torchvision
 endif
 PY := $(VENV)/bin/python

@@ -2,9 +2,66 @@
 import socket
 
 import pytest
+import torch
 
 import mmakd  # noqa: F401  (compatibility layer and registration)
 from helpers import REPO
+
+#: The devices ``--device`` accepts.
+DEVICES = ('cpu', 'cuda')
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        '--device',
+        choices=DEVICES,
+        default='cpu',
+        help='device of the tests that take the `device` fixture (marked '
+        '`device`); default cpu. A GPU check: '
+        'pytest tests -m "device and not slow" --device cuda')
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that takes the ``device`` fixture ``device``, before
+    ``-m`` selects (so that ``-m device`` finds them all)."""
+    for item in items:
+        if 'device' in getattr(item, 'fixturenames', ()):
+            item.add_marker(pytest.mark.device)
+
+
+@pytest.fixture
+def device(request) -> torch.device:
+    """The ``torch.device`` of ``--device`` (cpu by default). With
+    ``--device cuda`` and no usable CUDA the test fails (never skips);
+    on CUDA, TF32 is off during the test, so float32 results are held to
+    the tolerances they have on the CPU."""
+    name = request.config.getoption('--device')
+    if name == 'cuda':
+        if not torch.cuda.is_available():
+            pytest.fail(
+                '--device cuda: torch.cuda.is_available() is False (torch '
+                f'{torch.__version__}, built for CUDA {torch.version.cuda}); '
+                'this machine has no usable GPU or its driver does not '
+                'match. Run on a GPU machine, or use --device cpu.',
+                pytrace=False)
+        matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+        saved = matmul.allow_tf32, cudnn.allow_tf32
+        matmul.allow_tf32 = cudnn.allow_tf32 = False
+        try:
+            yield torch.device('cuda', torch.cuda.current_device())
+        finally:
+            matmul.allow_tf32, cudnn.allow_tf32 = saved
+        return
+    yield torch.device(name)
+
+
+@pytest.fixture
+def autocast_dtype(device) -> torch.dtype:
+    """The mixed-precision dtype of ``device``: float16 on CUDA (as
+    ``AmpOptimWrapper``), bfloat16 on the CPU (as ``CPUAmpOptimWrapper``)."""
+    return torch.float16 if device.type == 'cuda' else torch.bfloat16
+
 
 #: Backbone checkpoints the stock configs initialise from.
 BACKBONE_CHECKPOINTS = ('torchvision://resnet50', 'torchvision://resnet101',

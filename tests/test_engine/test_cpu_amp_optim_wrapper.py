@@ -1,6 +1,7 @@
 # Copyright (c) mmakd contributors. All rights reserved.
 """CPUAmpOptimWrapper: bfloat16 autocast on CPU, and every AKD loss stays
-finite and float32 under it (statistics and softmaxes in float32)."""
+finite and float32 under it (statistics and softmaxes in float32); on
+``--device cuda`` the same under MMEngine's float16 AmpOptimWrapper."""
 import contextlib
 from typing import Dict, Optional
 
@@ -200,32 +201,63 @@ def _to_fp32(recorders) -> None:
         ]
 
 
+def _amp_wrapper(model: nn.Module, device: torch.device) -> OptimWrapper:
+    """The mixed-precision wrapper of ``device``: CPUAmpOptimWrapper
+    (bfloat16) on the CPU, MMEngine's AmpOptimWrapper (float16, static loss
+    scale 1: the tiny model's gradients fit float16) on CUDA."""
+    if device.type == 'cpu':
+        return _sgd(model)
+    return build_optim_wrapper(
+        model,
+        dict(
+            type='AmpOptimWrapper',
+            dtype='float16',
+            loss_scale=1.0,
+            optimizer=dict(type='SGD', lr=0.01, momentum=0.9)))
+
+
+def _get_rng_state(device: torch.device) -> torch.Tensor:
+    """The global RNG state of ``device`` (MGD's masks draw from it)."""
+    if device.type == 'cuda':
+        return torch.cuda.get_rng_state(device)
+    return torch.get_rng_state()
+
+
+def _set_rng_state(device: torch.device, state: torch.Tensor) -> None:
+    if device.type == 'cuda':
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
+
+
 class Spy:
     """Wraps ``compute_distill_losses``: after the call under autocast, it
     recomputes the losses in float32 without autocast from the same
     recorded features cast to float32, with the same Avatars (same
-    generator state and global RNG state, e.g. for MGD's masks)."""
+    generator state and global RNG state of ``device``, e.g. for MGD's
+    masks)."""
 
-    def __init__(self, distiller) -> None:
+    def __init__(self, distiller, device=torch.device('cpu')) -> None:
         self.distiller = distiller
+        self.device = device
         self.compute = distiller.compute_distill_losses
         self.records = []
         distiller.compute_distill_losses = self
 
     def __call__(self):
-        d = self.distiller
-        rng_step, rng = d.avatar_seeds.state, torch.get_rng_state()
-        autocast = torch.is_autocast_enabled('cpu')
+        d, device = self.distiller, self.device
+        rng_step, rng = d.avatar_seeds.state, _get_rng_state(device)
+        autocast = torch.is_autocast_enabled(device.type)
         out = self.compute()
         dtypes = [d.get_record('feat', s).dtype for s in (True, False)]
-        with torch.no_grad(), torch.autocast('cpu', enabled=False):
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
             _to_fp32(d.student_recorders)
             _to_fp32(d.teacher_recorders)
             d.avatar_seeds.state = rng_step
-            after = torch.get_rng_state()
-            torch.set_rng_state(rng)
+            after = _get_rng_state(device)
+            _set_rng_state(device, rng)
             reference = self.compute()
-            torch.set_rng_state(after)
+            _set_rng_state(device, after)
         self.records.append(
             dict(
                 out={
@@ -240,15 +272,20 @@ class Spy:
 
 @pytest.mark.parametrize(
     'name,loss_cfg,keys,connectors,avatars', CASES, ids=[c[0] for c in CASES])
-def test_akd_losses_train_in_bf16(name, loss_cfg, keys, connectors, avatars):
-    model = _algorithm(loss_cfg, keys, connectors, avatars)
+def test_akd_losses_train_in_bf16(name, loss_cfg, keys, connectors, avatars,
+                                  device, autocast_dtype):
+    """Two training steps under the device's mixed-precision wrapper: the
+    model runs in ``autocast_dtype``, each AKD loss and its weights in
+    float32, equal to the float32 computation on the same features."""
+    model = _algorithm(loss_cfg, keys, connectors, avatars).to(device)
     model.train()
-    wrapper = _sgd(model)
-    spy = Spy(model.distiller)
+    wrapper = _amp_wrapper(model, device)
+    spy = Spy(model.distiller, device)
     student0 = {k: v.clone() for k, v in model.student.state_dict().items()}
     torch.manual_seed(1)
     for _ in range(2):
-        data = dict(inputs=torch.randn(2, 3, 8, 8) * 10, data_samples=None)
+        inputs = (torch.randn(2, 3, 8, 8) * 10).to(device)
+        data = dict(inputs=inputs, data_samples=None)
         log = model.train_step(data, wrapper)
         assert all(torch.isfinite(v) for v in log.values()), log
         assert 'distill.loss_a' in log
@@ -257,12 +294,13 @@ def test_akd_losses_train_in_bf16(name, loss_cfg, keys, connectors, avatars):
     for record in spy.records:
         # the model ran in bfloat16 ...
         assert record['autocast']
-        assert record['dtypes'] == [torch.bfloat16, torch.bfloat16]
+        assert record['dtypes'] == [autocast_dtype, autocast_dtype]
         # ... the AKD loss and its weights did not
         out, reference = record['out'], record['reference']
         assert set(out) == set(reference)
         for key, value in out.items():
             assert value.dtype == torch.float32, key
+            assert value.device == device, key
             assert torch.isfinite(value), key
         # Without connectors, the float32 loss of the bfloat16 features is
         # exactly the autocast one (a loss run in bfloat16, e.g. MasKD's

@@ -235,7 +235,9 @@ def _make(*args: str) -> subprocess.CompletedProcess:
 
 
 def _make_dry_run(*args: str) -> str:
-    result = _make('-n', *args)
+    """What make would run, with every target out of date (-B): the
+    same whether or not that environment was built in this checkout."""
+    result = _make('-n', '-B', *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

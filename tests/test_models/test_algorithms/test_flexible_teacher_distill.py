@@ -279,9 +279,14 @@ def _seg_batch():
     return seg_batch(2, 64, 64, num_classes=7, seed=3)
 
 
-def _same_weights_pair(ours_cls_kwargs, theirs_cls, student, teacher,
-                       distiller):
-    """Our algorithm and MMRazor's, with identical weights."""
+def _same_weights_pair(ours_cls_kwargs,
+                       theirs_cls,
+                       student,
+                       teacher,
+                       distiller,
+                       device='cpu'):
+    """Our algorithm and MMRazor's, with identical weights, on
+    ``device``."""
     ours = FlexibleTeacherDistill(
         architecture=copy.deepcopy(student),
         teacher=copy.deepcopy(teacher),
@@ -292,8 +297,8 @@ def _same_weights_pair(ours_cls_kwargs, theirs_cls, student, teacher,
         teacher=copy.deepcopy(teacher),
         distiller=copy.deepcopy(distiller))
     theirs.load_state_dict(ours.state_dict())
-    ours.train()
-    theirs.train()
+    ours.to(device).train()
+    theirs.to(device).train()
     return ours, theirs
 
 
@@ -307,11 +312,11 @@ def _losses_with_seed(model, data, seed=7):
     }
 
 
-def test_tensor_mode_losses_equal_mmrazor_single_teacher_distill():
+def test_tensor_mode_losses_equal_mmrazor_single_teacher_distill(device):
     """PSPNet logits with an auxiliary head: MMRazor runs the teacher's
     full loss (decode + auxiliary heads), we run decode_head only. With the
     dropout layers off (their random draws would otherwise be consumed in
-    a different order) every loss is identical."""
+    a different order) every loss is identical, on ``--device`` too."""
     from mmrazor.models import SingleTeacherDistill
     student, teacher = _seg_model(aux=True), _seg_model(aux=True)
     for m in list(student.modules()) + list(teacher.modules()):
@@ -320,9 +325,11 @@ def test_tensor_mode_losses_equal_mmrazor_single_teacher_distill():
             m.p = 0.0
     ours, theirs = _same_weights_pair({}, SingleTeacherDistill, student,
                                       teacher,
-                                      _distiller('decode_head.conv_seg'))
+                                      _distiller('decode_head.conv_seg'),
+                                      device)
     assert ours.teacher_forward == 'tensor'
     batch = ours.data_preprocessor(_seg_batch(), True)
+    assert batch['inputs'].device == device
     data = dict(
         batch_inputs=batch['inputs'], data_samples=batch['data_samples'])
     a, b = _losses_with_seed(ours, data), _losses_with_seed(theirs, data)
@@ -331,7 +338,9 @@ def test_tensor_mode_losses_equal_mmrazor_single_teacher_distill():
         torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
 
 
-def test_feat_mode_losses_equal_mmrazor_fpn_teacher_distill():
+def test_feat_mode_losses_equal_mmrazor_fpn_teacher_distill(device):
+    """RetinaNet's FPN: ``extract_feat`` only, the losses of MMRazor's
+    algorithms (which run more of the teacher), on ``--device`` too."""
     from mmrazor.models import FpnTeacherDistill, SingleTeacherDistill
 
     from mmakd.models.utils import build_model_from_spec
@@ -341,9 +350,10 @@ def test_feat_mode_losses_equal_mmrazor_fpn_teacher_distill():
     batch = det_batch(2, 96, 96, num_classes=6, seed=2)
     for theirs_cls in (FpnTeacherDistill, SingleTeacherDistill):
         ours, theirs = _same_weights_pair({}, theirs_cls, student, teacher,
-                                          distiller)
+                                          distiller, device)
         assert ours.teacher_forward == 'feat'
         data = ours.data_preprocessor(batch, True)
+        assert data['inputs'].device == device
         data = dict(
             batch_inputs=data['inputs'], data_samples=data['data_samples'])
         a, b = _losses_with_seed(ours, data), _losses_with_seed(theirs, data)
@@ -530,17 +540,19 @@ def test_invalid_nonfinite_policy():
 # one device-to-host synchronisation for all finiteness checks
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize('akd', [False, True])
-def test_finiteness_checks_cost_one_synchronisation(overlay_cfg, akd):
+def test_finiteness_checks_cost_one_synchronisation(overlay_cfg, akd, device):
     """The issue's case: CWD on the 5 FPN levels (6 synchronisations per
-    iteration with AKD before: one per AKD loss plus the algorithm's)."""
+    iteration with AKD before: one per AKD loss plus the algorithm's); on
+    ``--device`` (where a synchronisation waits for the device) too."""
     cfg = copy.deepcopy(overlay_cfg.model)
     if akd:
         cfg.distiller.type = 'AvatarDistiller'
         cfg.distiller.avatars = dict(num_avatars=2)
-    model = MODELS.build(cfg)
+    model = MODELS.build(cfg).to(device)
     model.train()
     data = model.data_preprocessor(
         det_batch(2, 64, 64, num_classes=6, seed=0), True)
+    assert data['inputs'].device == device
     with model.distiller.teacher_recorders, torch.no_grad():
         model.teacher.extract_feat(data['inputs'])
     with model.distiller.student_recorders:

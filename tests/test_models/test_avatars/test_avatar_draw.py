@@ -31,15 +31,15 @@ PERTURBATIONS = {
 SHAPES = [(8, 64, 16, 16), (2, 19, 9, 13), (4, 6)]
 
 
-def _pair(name, shape, dtype=torch.float32):
+def _pair(name, shape, dtype=torch.float32, device='cpu'):
     module = PERTURBATIONS[name]()
-    x = torch.randn(shape).relu().to(dtype)
-    g = torch.Generator().manual_seed(7)
+    x = torch.randn(shape).relu().to(device, dtype)
+    g = torch.Generator(device=device).manual_seed(7)
     stack = module(x, generator=g)
-    after_forward = torch.rand(3, generator=g)
+    after_forward = torch.rand(3, generator=g, device=device)
     g.manual_seed(7)
     drawn = module.draw(x, generator=g)
-    after_draw = torch.rand(3, generator=g)
+    after_draw = torch.rand(3, generator=g, device=device)
     assert torch.equal(after_forward, after_draw)  # same stream consumed
     return module, x, stack, drawn
 
@@ -60,9 +60,29 @@ def test_draw_gives_the_avatars_of_forward_bit_for_bit(name, shape):
     assert torch.equal(u_stack, u_drawn)
 
 
+@pytest.mark.parametrize('name', ['dropout_per_avatar', 'channel', 'mix'])
+def test_draw_gives_the_avatars_of_forward_on_the_device(name, device):
+    """The same on ``--device``: the Avatars of ``forward`` bit for bit
+    (the same element-wise arithmetic on the same random numbers), their
+    statistics equal on the CPU and within float32 rounding on CUDA (which
+    reduces the stack and the Avatars one at a time in another order)."""
+    module, x, stack, drawn = _pair(name, SHAPES[1], device=device)
+    assert stack.device == device and len(drawn) == module.num_avatars
+    for k in range(len(drawn)):
+        assert drawn[k].device == device
+        assert torch.equal(drawn[k], stack[k]), k
+    assert not torch.equal(stack[0], x)  # really perturbed
+    u_stack = avatar_uncertainty(x, stack)
+    u_drawn = avatar_uncertainty(x, drawn)
+    assert u_stack.dtype == torch.float32 and (u_stack > 0).all()
+    if device.type == 'cpu':
+        assert torch.equal(u_stack, u_drawn)
+    torch.testing.assert_close(u_drawn, u_stack, rtol=1e-4, atol=0)
+
+
 @pytest.mark.parametrize('name', ['dropout', 'channel_per_avatar'])
-def test_dropouts_keep_boolean_masks(name):
-    module, x, stack, drawn = _pair(name, SHAPES[0])
+def test_dropouts_keep_boolean_masks(name, device):
+    module, x, stack, drawn = _pair(name, SHAPES[0], device=device)
     assert drawn.stack is None and drawn.masks.dtype == torch.bool
     # a quarter of a float32 stack at most (one mask per channel for
     # channel dropout)
@@ -71,12 +91,15 @@ def test_dropouts_keep_boolean_masks(name):
     # kept fraction near 1 - p per Avatar
     kept = drawn.masks.float().flatten(1).mean(1)
     expected = 1 - torch.tensor(
-        module.p if isinstance(module.p, tuple) else (module.p, ) * len(kept))
+        module.p if isinstance(module.p, tuple) else (module.p, ) * len(kept),
+        device=device)
     assert torch.allclose(kept, expected, atol=0.05)
 
 
-def test_draw_in_bfloat16_matches_forward():
-    _, x, stack, drawn = _pair('dropout_per_avatar', SHAPES[1], torch.bfloat16)
+def test_draw_in_bfloat16_matches_forward(device):
+    _, x, stack, drawn = _pair('dropout_per_avatar', SHAPES[1], torch.bfloat16,
+                               device)
+    assert stack.dtype == torch.bfloat16 and not torch.equal(stack[0], x)
     for k in range(len(drawn)):
         assert torch.equal(drawn[k], stack[k])
 

@@ -1,5 +1,7 @@
 # Copyright (c) mmakd contributors. All rights reserved.
-"""Statistical tests of the Avatar perturbations under fixed seeds."""
+"""Statistical tests of the Avatar perturbations under fixed seeds; those
+that take ``device`` run on ``--device`` too (CUDA draws other numbers from
+the same seed: they assert statistics, not values)."""
 import pytest
 import torch
 
@@ -7,14 +9,15 @@ from mmakd.models.avatars import (avatar_channel_dropout, avatar_dropout,
                                   avatar_gaussian_noise)
 
 
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+def gen(seed: int = 0, device=None) -> torch.Generator:
+    return torch.Generator(device=device or 'cpu').manual_seed(seed)
 
 
 @pytest.mark.parametrize('p', [0.1, 0.3, 0.5])
-def test_dropout_drop_ratio_and_rescaling(p):
-    x = torch.rand(4, 16, 32, 32) + 0.5  # strictly positive
-    avatars = avatar_dropout(x, p, num_avatars=8, generator=gen())
+def test_dropout_drop_ratio_and_rescaling(p, device):
+    x = (torch.rand(4, 16, 32, 32) + 0.5).to(device)  # strictly positive
+    avatars = avatar_dropout(x, p, num_avatars=8, generator=gen(0, device))
+    assert avatars.device == device
     assert avatars.shape == (8, 4, 16, 32, 32)
     dropped = (avatars == 0).float().mean().item()
     n = avatars.numel()
@@ -27,18 +30,19 @@ def test_dropout_drop_ratio_and_rescaling(p):
 @pytest.mark.parametrize('fn,strength', [(avatar_dropout, 0.3),
                                          (avatar_channel_dropout, 0.3),
                                          (avatar_gaussian_noise, 0.5)])
-def test_expectation_is_preserved(fn, strength):
-    x = torch.randn(2, 3, 4, 4)
-    avatars = fn(x, strength, num_avatars=20000, generator=gen(1))
+def test_expectation_is_preserved(fn, strength, device):
+    x = torch.randn(2, 3, 4, 4).to(device)
+    avatars = fn(x, strength, num_avatars=20000, generator=gen(1, device))
     mean = avatars.mean(0)
     # standard error of the mean of 20000 draws, 6 sigma
     spread = avatars.std(0) / 20000**0.5
     assert ((mean - x).abs() <= 6 * spread + 1e-6).all()
 
 
-def test_channel_dropout_zeroes_whole_channels():
-    x = torch.rand(3, 32, 5, 5) + 0.1
-    avatars = avatar_channel_dropout(x, 0.4, num_avatars=6, generator=gen())
+def test_channel_dropout_zeroes_whole_channels(device):
+    x = (torch.rand(3, 32, 5, 5) + 0.1).to(device)
+    avatars = avatar_channel_dropout(
+        x, 0.4, num_avatars=6, generator=gen(0, device))
     zero = (avatars == 0).flatten(3)
     per_channel = zero.float().mean(-1)
     assert set(per_channel.unique().tolist()) <= {0.0, 1.0}
@@ -56,14 +60,17 @@ def test_channel_dropout_on_logits():
     assert avatars.shape == (3, 4, 10)
 
 
-def test_gaussian_noise_scaled_by_channel_std():
+def test_gaussian_noise_scaled_by_channel_std(device):
     x = torch.randn(8, 4, 16, 16) * torch.tensor([0.1, 1.0, 5.0, 20.0]).view(
         1, 4, 1, 1)
-    avatars = avatar_gaussian_noise(x, 0.2, num_avatars=16, generator=gen())
+    x = x.to(device)
+    avatars = avatar_gaussian_noise(
+        x, 0.2, num_avatars=16, generator=gen(0, device))
     noise = avatars - x
     sigma = x.std(dim=(0, 2, 3), correction=0)
     rel = noise.std(dim=(0, 1, 3, 4)) / sigma
-    torch.testing.assert_close(rel, torch.full((4, ), 0.2), atol=0.01, rtol=0)
+    torch.testing.assert_close(
+        rel, torch.full((4, ), 0.2, device=device), atol=0.01, rtol=0)
 
 
 @pytest.mark.parametrize(
@@ -77,11 +84,11 @@ def test_zero_strength_is_identity(fn):
 
 @pytest.mark.parametrize(
     'fn', [avatar_dropout, avatar_channel_dropout, avatar_gaussian_noise])
-def test_same_seed_same_avatars(fn):
-    x = torch.randn(2, 16, 8, 8)
-    a = fn(x, 0.2, 4, generator=gen(7))
-    b = fn(x, 0.2, 4, generator=gen(7))
-    c = fn(x, 0.2, 4, generator=gen(8))
+def test_same_seed_same_avatars(fn, device):
+    x = torch.randn(2, 16, 8, 8).to(device)
+    a = fn(x, 0.2, 4, generator=gen(7, device))
+    b = fn(x, 0.2, 4, generator=gen(7, device))
+    c = fn(x, 0.2, 4, generator=gen(8, device))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
     torch.manual_seed(3)

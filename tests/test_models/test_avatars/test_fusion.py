@@ -194,13 +194,14 @@ CASES = {
 }
 
 
-def make_nets(kind: str, dtype=torch.float32):
-    """Student, teacher and input of a ``NETS`` kind (seeded)."""
+def make_nets(kind: str, dtype=torch.float32, device='cpu'):
+    """Student, teacher and input of a ``NETS`` kind (seeded), on
+    ``device``."""
     net, s_stride, t_stride, shape = NETS[kind]
     torch.manual_seed(0)
     student, teacher = net(s_stride), net(t_stride)
     x = torch.randn(shape)
-    return student.to(dtype), teacher.to(dtype), x.to(dtype)
+    return tuple(t.to(device, dtype) for t in (student, teacher, x))
 
 
 def distiller_cfg(loss: Dict,
@@ -236,12 +237,13 @@ def build(cfg: Dict,
           student,
           teacher,
           state=None,
-          dtype=torch.float32):
+          dtype=torch.float32,
+          device='cpu'):
     """An ``AvatarDistiller`` on ``student`` and ``teacher``, its connectors
-    and losses in ``dtype``; with ``state``, they load it (so that two
-    distillers start alike)."""
+    and losses in ``dtype`` on ``device``; with ``state``, they load it (so
+    that two distillers start alike)."""
     torch.manual_seed(0)
-    distiller = AvatarDistiller(avatars=avatars, **cfg).to(dtype)
+    distiller = AvatarDistiller(avatars=avatars, **cfg).to(device, dtype)
     if state is not None:
         distiller.load_state_dict(state)
     distiller.prepare_from_student(student)
@@ -273,17 +275,20 @@ def step(distiller, student, teacher, x, name: str = 'loss_a'):
 def loop_and_fused(case: Dict,
                    avatars: Dict,
                    dtype=torch.float32,
-                   fused='auto'):
+                   fused='auto',
+                   device='cpu'):
     """The same step with ``fuse=False`` and ``fuse=fused`` on copies of
-    the same models: ``(loop distiller, its step), (fused, its step)``."""
+    the same models (on ``device``): ``(loop distiller, its step), (fused,
+    its step)``."""
     cfg = distiller_cfg(case['loss'], case.get('keys', ('preds_S', 'preds_T')),
                         case.get('s_connector'), case.get('t_connector'))
     runs = []
     state = None
     for fuse in (False, fused):
-        student, teacher, x = make_nets(case.get('nets', 'maps'), dtype)
+        student, teacher, x = make_nets(
+            case.get('nets', 'maps'), dtype, device)
         distiller = build(cfg, dict(avatars, fuse=fuse), student, teacher,
-                          state, dtype)
+                          state, dtype, device)
         state = distiller.state_dict()
         runs.append((distiller, step(distiller, student, teacher, x)))
     return runs
@@ -324,10 +329,12 @@ def rtol_of(case: str, dtype: torch.dtype) -> float:
     return RTOL32
 
 
-def check_fused_equals_the_loop(case: str, avatars: Dict,
-                                dtype: torch.dtype) -> Dict:
+def check_fused_equals_the_loop(case: str,
+                                avatars: Dict,
+                                dtype: torch.dtype,
+                                device='cpu') -> Dict:
     """Build both, assert the choice and the numbers; the loop's output."""
-    runs = loop_and_fused(CASES[case], avatars, dtype)
+    runs = loop_and_fused(CASES[case], avatars, dtype, device=device)
     (loop, loop_step), (fused, fused_step) = runs
     assert loop.fusions['loss_a'] is None
     assert fused.fusions['loss_a'] is not None
@@ -387,6 +394,19 @@ def test_fused_equals_the_loop_with_heterogeneous_avatars(
     (default ``tau``): still the loop's numbers."""
     out = check_fused_equals_the_loop(
         case, dict(perturbation=PERTURBATIONS[perturbation]), dtype)
+    weights = torch.stack([out[f'akd.a.w{k}'] for k in range(4)])
+    assert weights.max() / weights.min() > 1.01  # really weighted
+
+
+@pytest.mark.parametrize('case', ['cwd', 'pkd_levels', 'mgd', 'maskd'])
+def test_fused_equals_the_loop_on_the_device(case, device):
+    """On ``--device``, float32, Avatars drawn there from its generator
+    (dropout and noise, unequal weights): the fused path gives the loop's
+    loss and gradients (to 1e-5) and bit-identical weights."""
+    out = check_fused_equals_the_loop(
+        case, dict(perturbation=PERTURBATIONS['dropout_and_noise']),
+        torch.float32, device)
+    assert out['loss_a'].device == device
     weights = torch.stack([out[f'akd.a.w{k}'] for k in range(4)])
     assert weights.max() / weights.min() > 1.01  # really weighted
 

@@ -177,20 +177,21 @@ def test_dropout_samples_differ_are_seeded_and_the_recorders_hold_the_mean():
     assert calls == [6]
 
 
-def test_dropout_is_inverted_and_drops_at_the_rate():
+def test_dropout_is_inverted_and_drops_at_the_rate(device):
     net = nn.Sequential(nn.Identity())
     source = TeacherDropout(p=0.25, modules=['0'], num_avatars=1)
     source.attach([net], KEY)
-    x = torch.ones(200, 50)
-    with source.active(torch.Generator().manual_seed(0)):
+    x = torch.ones(200, 50, device=device)
+    with source.active(torch.Generator(device=device).manual_seed(0)):
         out = net(x)
+    assert out.device == device
     kept = out != 0
     assert torch.all(out[kept] == 1 / 0.75)
     assert abs(kept.float().mean().item() - 0.75) < 0.01  # 10,000 draws
     channel = TeacherDropout(p=0.5, modules=['0'], channel=True)
     channel.attach([net], KEY)
-    with channel.active(torch.Generator().manual_seed(0)):
-        maps = net(torch.ones(4, 16, 3, 3))
+    with channel.active(torch.Generator(device=device).manual_seed(0)):
+        maps = net(torch.ones(4, 16, 3, 3, device=device))
     per_channel = maps.flatten(2)
     assert torch.all(per_channel.amax(2) == per_channel.amin(2))
     assert 0 < (per_channel[..., 0] == 0).sum() < 64
@@ -293,11 +294,12 @@ def test_a_record_without_the_batch_first_is_named():
                                None)
 
 
-def test_out_of_memory_halves_the_forwards_and_keeps_the_avatars():
+def test_out_of_memory_halves_the_forwards_and_keeps_the_avatars(device):
     """A forward of more than 4 images runs out of memory: K = 4 Avatars
-    of 2 images then run 2 per forward, from the same generator state."""
+    of 2 images then run 2 per forward, from the same generator state (on
+    ``--device``: a CUDA generator's state, CUDA's cache emptied)."""
     torch.manual_seed(0)
-    net, x = _Net(), torch.randn(2, 3, 5, 5)
+    net, x = _Net().to(device), torch.randn(2, 3, 5, 5).to(device)
     manager = _manager(net)
     sizes = []
 
@@ -310,13 +312,15 @@ def test_out_of_memory_halves_the_forwards_and_keeps_the_avatars():
 
     def draw(source):
         source.attach([net], KEY)
-        out = record_teacher_avatars(source, run, x, manager,
-                                     torch.Generator().manual_seed(3))
+        out = record_teacher_avatars(
+            source, run, x, manager,
+            torch.Generator(device=device).manual_seed(3))
         return torch.stack([b[0] for b in out['r']])
 
     source = TeacherDropout(p=0.3, modules=['backbone.1'], num_avatars=4)
     stack = draw(source)
     assert sizes == [8, 4, 4] and source.samples_per_forward == 4
+    assert stack.device == device and not torch.equal(stack[0], stack[1])
     sizes.clear()
     again = draw(
         TeacherDropout(
@@ -329,5 +333,6 @@ def test_out_of_memory_halves_the_forwards_and_keeps_the_avatars():
     tight = TeacherDropout(p=0.3, modules=['backbone.1'], num_avatars=2)
     tight.attach([net], KEY)
     with pytest.raises(torch.OutOfMemoryError):
-        record_teacher_avatars(tight, run, torch.randn(6, 3, 5, 5), manager,
+        record_teacher_avatars(tight, run,
+                               torch.randn(6, 3, 5, 5).to(device), manager,
                                None)

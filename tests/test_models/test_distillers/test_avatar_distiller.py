@@ -703,12 +703,18 @@ def test_non_finite_teacher_is_reported():
         run(distiller, student, teacher, torch.randn(2, 3, 8, 8))
 
 
-def test_bf16_autocast_keeps_statistics_and_loss_in_fp32():
-    distiller, student, teacher = build_one(CWD, dict(num_avatars=4))
-    x = torch.randn(2, 3, 8, 8) * 50
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+def test_bf16_autocast_keeps_statistics_and_loss_in_fp32(
+        device, autocast_dtype):
+    """Under autocast (bfloat16 on the CPU, float16 on CUDA) the model runs
+    in half precision, the AKD loss in float32, close to the loss of the
+    same models without autocast."""
+    student, teacher = Net(3, 8).to(device), Net(3, 8).to(device)
+    distiller, student, teacher = build_one(
+        CWD, dict(num_avatars=4), student=student, teacher=teacher)
+    x = (torch.randn(2, 3, 8, 8) * 50).to(device)
+    with torch.autocast(device.type, dtype=autocast_dtype):
         out = run(distiller, student, teacher, x)
-    assert distiller.get_record('feat', False).dtype == torch.bfloat16
+    assert distiller.get_record('feat', False).dtype == autocast_dtype
     assert out['loss_a'].dtype == torch.float32
     assert torch.isfinite(out['loss_a'])
     reference = run(distiller, student, teacher, x)['loss_a']

@@ -129,13 +129,31 @@ def test_no_teacher_variance_gives_equal_weights_and_one_warning(
     """Three iterations: equal weights, the loss of the mean over the
     Avatars (independent formula), u logged as nan, one warning. A batch
     of one is standardised nowhere (see the next test)."""
+    _three_iterations_without_variance(case, normalize, check_finite,
+                                       warnings_logged)
+
+
+def test_constant_teacher_is_warned_about_once_on_the_device(
+        device, warnings_logged):
+    """The same on ``--device``: on CUDA the flags of constant channels
+    come by a non-blocking copy, read once their event says they arrived
+    (a later call), still one warning and equal weights."""
+    _three_iterations_without_variance('constant-channels', True, True,
+                                       warnings_logged, device)
+
+
+def _three_iterations_without_variance(case,
+                                       normalize,
+                                       check_finite,
+                                       warnings_logged,
+                                       device='cpu'):
     make_student, make_teacher, make_x, _ = CASES[case]
     torch.manual_seed(0)
-    student, teacher = make_student(), make_teacher()
+    student, teacher = make_student().to(device), make_teacher().to(device)
     distiller = _build(student, teacher, normalize, check_finite)
     spy = PerturbationSpy(distiller.perturbation)
     for it in range(3):
-        x = make_x()
+        x = make_x().to(device)
         out = _step(distiller, student, teacher, x)
         weights = [out[f'akd.kd.w{k}'].item() for k in range(4)]
         assert weights == [0.25] * 4, (it, weights)
@@ -177,14 +195,16 @@ def test_batch_of_one_with_normalize_is_an_error_naming_it(normalize):
     assert 'batch size 1' in message and 'single value' in message
 
 
-def test_no_false_divergence_and_no_extra_synchronisation():
+def test_no_false_divergence_and_no_extra_synchronisation(device):
     """The undefined case costs no host synchronisation beyond the single
-    finiteness check, and values near 30 (whose old u overflowed to inf)
-    are not reported as a diverged teacher."""
+    finiteness check (on ``--device``: on CUDA its flags are copied
+    without one), and values near 30 (whose old u overflowed to inf) are
+    not reported as a diverged teacher."""
     torch.manual_seed(0)
-    student, teacher = ConstantMaps(), ConstantMaps(zero=True)
+    student = ConstantMaps().to(device)
+    teacher = ConstantMaps(zero=True).to(device)
     distiller = _build(student, teacher, False, True)
-    x = torch.randn(2, 3, 4, 4)
+    x = torch.randn(2, 3, 4, 4).to(device)
     with distiller.teacher_recorders, torch.no_grad():
         teacher(x)
     with distiller.student_recorders:

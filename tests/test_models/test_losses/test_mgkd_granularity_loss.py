@@ -104,6 +104,26 @@ def test_identical_inputs_give_zero_and_half_precision_runs_in_fp32():
         0.0, abs=1e-6)
 
 
+def test_autocast_computes_in_float32(device, autocast_dtype):
+    """Under autocast (bfloat16 on the CPU, float16 on CUDA), on inputs in
+    that dtype as a model under autocast gives them: a float32 loss equal
+    to the float64 formula on the same values (half-precision softmaxes
+    would be off by 1e-4 to 1e-2)."""
+    tau = 2.0
+    g = torch.Generator().manual_seed(0)
+    s = (torch.randn(8, 64, generator=g) * 4).to(device, autocast_dtype)
+    t = (torch.randn(8, 64, generator=g) * 4).to(device, autocast_dtype)
+    with torch.autocast(device.type, dtype=autocast_dtype):
+        loss = MGKDGranularityLoss(tau=tau)(s, t)
+    assert loss.dtype == torch.float32 and loss.device == device
+    assert torch.isfinite(loss) and loss > 0
+    reference = F.kl_div(
+        F.log_softmax(s.double() / tau, dim=1),
+        F.softmax(t.double() / tau, dim=1),
+        reduction='batchmean') * tau * tau
+    torch.testing.assert_close(loss.double(), reference, rtol=1e-5, atol=0)
+
+
 @pytest.mark.parametrize('tau', [0, -1.0, True, '2', None])
 def test_bad_temperature_names_the_key(tau):
     with pytest.raises(ValueError, match='MGKDGranularityLoss.tau'):

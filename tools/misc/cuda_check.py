@@ -88,6 +88,8 @@ def main() -> int:
         name='install',
         what='install what is missing from ' +
         (osp.relpath(wheels, REPO) if wheels else '(no wheel folder)'),
+        command='python -m pip install --no-index --no-deps ' +
+        ' '.join(installed['installed']),
         status='ok',
         seconds=round(time.time() - start, 1),
         detail=(f"{len(installed['installed'])} wheels "

@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--mmcv-from',
         nargs='+',
-        default=[osp.join(REPO, recipe.DEFAULT_MMCV_FOLDER)],
+        default=[osp.normpath(osp.join(REPO, recipe.DEFAULT_MMCV_FOLDER))],
         metavar='DIR',
         help='folders with a prebuilt mmcv wheel ({cuda}, {python}, {py}, '
         '{torch} are filled in; default: %(default)s)')

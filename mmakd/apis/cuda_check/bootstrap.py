@@ -23,20 +23,26 @@ STACK = (('mmcv', 'mmcv'), ('mmengine', 'mmengine'), ('mmdet', 'mmdet'),
 MANIFEST = 'manifest.json'
 
 #: Run in a fresh interpreter after installing: every stack module imports
-#: beside the installed torch, and so does ``mmakd`` with mmcv's ops.
+#: beside the installed torch, and so does ``mmakd`` with mmcv's ops. Prints
+#: the versions (and the GPU) as JSON, or writes them to ``argv[1]``.
 VERIFY_CODE = """
 import json, sys
 import torch
 import mmakd, mmcv, mmcv.ops, mmdet, mmengine, mmpretrain, mmrazor, mmseg
+cuda = torch.cuda.is_available()
 info = dict(python=sys.version.split()[0], torch=torch.__version__,
-            torch_cuda=torch.version.cuda,
-            cuda_available=torch.cuda.is_available(),
+            torch_cuda=torch.version.cuda, cuda_available=cuda,
+            gpu=torch.cuda.get_device_name() if cuda else None,
             mmcv=mmcv.__version__,
             mmcv_ops_cuda=mmcv.ops.get_compiling_cuda_version(),
             mmengine=mmengine.__version__, mmdet=mmdet.__version__,
             mmseg=mmseg.__version__, mmrazor=mmrazor.__version__,
             mmpretrain=mmpretrain.__version__, mmakd=mmakd.__version__)
-print(json.dumps(info))
+if len(sys.argv) > 1:
+    with open(sys.argv[1], 'w') as f:
+        json.dump(info, f, indent=2)
+else:
+    print(json.dumps(info))
 """
 
 

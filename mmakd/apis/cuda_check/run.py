@@ -142,7 +142,9 @@ def run_steps(steps: Sequence[Step],
         result = dict(
             name=step.name,
             what=step.what,
-            command=anonymous('python ' + ' '.join(step.argv)),
+            command=anonymous('python ' +
+                              ' '.join('<code>' if '\n' in arg else arg
+                                       for arg in step.argv)),
             log=osp.relpath(log_path, out),
             **result)
         summary['steps'].append(result)

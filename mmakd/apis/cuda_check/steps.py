@@ -10,8 +10,9 @@ from ..benchmark import CASES
 from ..demo.tasks import TASKS, run_options
 from ..experiment import to_cli_options
 from . import checks
+from .bootstrap import VERIFY_CODE
 
-__all__ = ['Step', 'plan_steps', 'ENV_CODE', 'BENCH_PAIRS']
+__all__ = ['Step', 'plan_steps', 'BENCH_PAIRS']
 
 #: MMRazor's pairs the benchmark runs at full resolution on CUDA.
 BENCH_PAIRS = (
@@ -23,23 +24,6 @@ BENCH_PAIRS = (
 #: The benchmark on CPU: tiny inputs, one step per case.
 BENCH_TINY = ('--size', '128', '128', '--iters', '1', '--warmup', '0',
               '--mem-steps', '1', '--batch-size', '2')
-#: Writes the versions a fresh interpreter imports (and the GPU) to argv[1].
-ENV_CODE = """
-import json, sys
-import torch
-import mmakd, mmcv, mmcv.ops, mmdet, mmengine, mmrazor, mmseg
-info = dict(python=sys.version.split()[0], torch=torch.__version__,
-            torch_cuda=torch.version.cuda,
-            cuda_available=torch.cuda.is_available(),
-            gpu=torch.cuda.get_device_name() if torch.cuda.is_available()
-            else None,
-            mmcv=mmcv.__version__,
-            mmcv_ops_cuda=mmcv.ops.get_compiling_cuda_version(),
-            mmengine=mmengine.__version__, mmdet=mmdet.__version__,
-            mmseg=mmseg.__version__, mmrazor=mmrazor.__version__,
-            mmakd=mmakd.__version__)
-json.dump(info, open(sys.argv[1], 'w'), indent=2)
-"""
 #: The demo runs' length and data in the check: one iteration each, on 8
 #: generated training and 4 validation images (synthetic shapes).
 SIZE = dict(
@@ -127,7 +111,7 @@ def plan_steps(device: str,
     shapes = osp.join(work, 'shapes') + '/'
     env_json = osp.join(out, 'env.json')
     steps = [
-        Step('env', 'versions, GPU, mmcv ops', ['-c', ENV_CODE, env_json],
+        Step('env', 'versions, GPU, mmcv ops', ['-c', VERIFY_CODE, env_json],
              lambda out: checks.check_env(_read_json(env_json), device)),
         Step('data', 'generate the synthetic shapes data (8 + 4 images)', [
             'tools/dataset_converters/make_shapes.py', shapes, '--num-train',

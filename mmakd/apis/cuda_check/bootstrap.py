@@ -118,7 +118,10 @@ def install(folder: Optional[str],
     Args:
         folder (str, optional): A wheel folder with a manifest. Without one
             nothing is installed, and a missing distribution is an error.
-        python (str): The interpreter to install into and check.
+        python (str): The interpreter to install into and check. What is
+            missing, and which Python and torch the folder must be for, are
+            read in *this* process: ``python`` must be this interpreter or
+            one that sees the same packages (a venv over them).
         echo (callable): Prints progress.
 
     Returns:
@@ -127,7 +130,8 @@ def install(folder: Optional[str],
     """
     start = time.time()
     todo: List[Dict[str, Any]] = []
-    if folder:
+    # A folder without a manifest is an error only when something is missing.
+    if folder and (osp.isfile(osp.join(folder, MANIFEST)) or missing_stack()):
         manifest = read_manifest(folder)
         todo = wheels_to_install(manifest)
         if todo:

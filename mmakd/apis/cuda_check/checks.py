@@ -91,6 +91,8 @@ def check_training(work_dir: str,
         configs = [
             f for f in sorted(os.listdir(work_dir)) if f.endswith('.py')
         ]
+        if not configs:
+            raise CheckFailed(f'no dumped config in {work_dir}')
         cfg = Config.fromfile(osp.join(work_dir, configs[-1]))
         wrapper = cfg.optim_wrapper
         if (wrapper.type, wrapper.get('dtype')) != (amp_type, amp_dtype):

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Sequence
 
 from .bootstrap import MANIFEST
 from .wheels import (GPU_IMAGE, build_mmcv_wheel, download_wheel,
-                     find_mmcv_wheel, manifest_entry, stack_closure,
+                     find_mmcv_wheel, manifest_entry, normalize, stack_closure,
                      strip_wheel, wheel_name_version)
 
 __all__ = ['make_wheelhouse', 'DEFAULT_MMCV_FOLDER']
@@ -65,9 +65,11 @@ def make_wheelhouse(out: str,
     """
     os.makedirs(out, exist_ok=True)
     include = list(include)
-    present = [p for p in present if p not in include]
+    wanted = {normalize(name) for name in include}
+    present = [p for p in present if normalize(p) not in wanted]
     wheels = []
-    pinned = stack_closure(present=present, extra=include)
+    pinned = stack_closure(
+        present=present, extra=include, python_version=python_version)
     echo(f'[wheels] {len(pinned)} distributions for Python {python_version} '
          f'(versions as installed here; the GPU image has {len(present)} '
          'of the stack already)')

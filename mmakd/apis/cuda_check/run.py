@@ -9,7 +9,6 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .checks import CheckFailed
 from .steps import Step
 
 __all__ = ['run_steps', 'summary_line']
@@ -60,7 +59,7 @@ def _run_one(step: Step, python: str, repo: str, log_path: str,
             status='FAILED', seconds=seconds, detail=f'exit status {code}')
     try:
         detail = step.check(output)
-    except (CheckFailed, OSError, KeyError, ValueError) as err:
+    except Exception as err:  # a broken result fails the step, not the run
         return dict(
             status='FAILED',
             seconds=seconds,
@@ -156,8 +155,14 @@ def run_steps(steps: Sequence[Step],
                  f'[cuda-check] last lines of {log_path}:\n' + _tail(log_path))
             stopped = not keep_going
         summary['ok'] = not failed and index == total
-        with open(osp.join(out, 'summary.json'), 'w') as f:
-            json.dump(summary, f, indent=2)
-        with open(osp.join(out, 'summary.txt'), 'w') as f:
-            f.write('\n'.join(lines) + '\n')
+        _write(out, summary, lines)
+    if not steps:
+        _write(out, summary, lines)
     return summary
+
+
+def _write(out: str, summary: Dict[str, Any], lines: List[str]) -> None:
+    with open(osp.join(out, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+    with open(osp.join(out, 'summary.txt'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')

@@ -63,20 +63,26 @@ def normalize(name: str) -> str:
     return re.sub(r'[-_.]+', '-', name).lower()
 
 
-def stack_closure(
-    roots: Iterable[str] = STACK_ROOTS,
-    present: Iterable[str] = GPU_IMAGE,
-    extra: Iterable[str] = ()
-) -> List[Tuple[str, str]]:
+def stack_closure(roots: Iterable[str] = STACK_ROOTS,
+                  present: Iterable[str] = GPU_IMAGE,
+                  extra: Iterable[str] = (),
+                  python_version: str = '3.12') -> List[Tuple[str, str]]:
     """``(name, version)`` of every distribution ``roots`` need, as
-    installed here, less those in ``present`` (whose own needs the target
-    is trusted to meet). mmcv is left out: :func:`find_mmcv_wheel` makes
-    its wheel.
+    installed here, with the environment markers of Python
+    ``python_version`` (the target's), less those in ``present`` (whose own
+    needs the target is trusted to meet). mmcv is left out:
+    :func:`find_mmcv_wheel` makes its wheel.
 
     Raises:
         RuntimeError: A needed distribution is not installed here.
     """
     skip = {normalize(name) for name in present} | {'mmcv'}
+    # Markers as the target evaluates them (its Python, no extras).
+    environment = {
+        'extra': '',
+        'python_version': python_version,
+        'python_full_version': python_version + '.0'
+    }
     todo = [*roots, *extra]
     found: Dict[str, str] = {}
     while todo:
@@ -91,7 +97,7 @@ def stack_closure(
         found[name] = dist.version
         for text in dist.requires or []:
             req = Requirement(text)
-            if req.marker is None or req.marker.evaluate({'extra': ''}):
+            if req.marker is None or req.marker.evaluate(environment):
                 todo.append(req.name)
     return sorted(found.items())
 
@@ -174,9 +180,11 @@ def strip_wheel(src: str, dst: str, strip: str = 'strip') -> Dict[str, int]:
     Returns:
         dict: ``before`` and ``after`` sizes of the wheel in bytes.
     """
+    partial = dst + '.partial'  # ``dst`` may be ``src``
+    before = osp.getsize(src)
     with tempfile.TemporaryDirectory() as tmp, \
             zipfile.ZipFile(src) as zin, \
-            zipfile.ZipFile(dst, 'w', zipfile.ZIP_DEFLATED) as zout:
+            zipfile.ZipFile(partial, 'w', zipfile.ZIP_DEFLATED) as zout:
         names = zin.namelist()
         contents: Dict[str, bytes] = {}
         for name in names:
@@ -202,7 +210,8 @@ def strip_wheel(src: str, dst: str, strip: str = 'strip') -> Dict[str, int]:
         for name in names:
             info = zin.getinfo(name)
             zout.writestr(info, contents[name], zipfile.ZIP_DEFLATED)
-    return dict(before=osp.getsize(src), after=osp.getsize(dst))
+    os.replace(partial, dst)
+    return dict(before=before, after=osp.getsize(dst))
 
 
 def find_mmcv_wheel(folders: Sequence[str],

@@ -264,6 +264,10 @@ def test_stack_closure_is_what_the_roots_need_as_installed():
     for name in ('mmengine', 'addict', 'termcolor', 'yapf'):
         assert closure[name] == importlib.metadata.version(name)
     assert 'mmcv' not in closure
+    # mmcv's wheel is made apart, but what it needs is shipped
+    only_mmcv = dict(wheels.stack_closure(roots=(), present=()))
+    assert needs('mmcv') and needs('mmcv') <= set(only_mmcv)
+    assert 'mmcv' not in only_mmcv
     for name, version in closure.items():
         assert version == importlib.metadata.version(name)
         # closed under "needs"

@@ -70,20 +70,20 @@ def stack_closure(roots: Iterable[str] = STACK_ROOTS,
     """``(name, version)`` of every distribution ``roots`` need, as
     installed here, with the environment markers of Python
     ``python_version`` (the target's), less those in ``present`` (whose own
-    needs the target is trusted to meet). mmcv is left out:
-    :func:`find_mmcv_wheel` makes its wheel.
+    needs the target is trusted to meet). mmcv's needs are followed but
+    mmcv itself is left out: :func:`find_mmcv_wheel` makes its wheel.
 
     Raises:
         RuntimeError: A needed distribution is not installed here.
     """
-    skip = {normalize(name) for name in present} | {'mmcv'}
+    skip = {normalize(name) for name in present}
     # Markers as the target evaluates them (its Python, no extras).
     environment = {
         'extra': '',
         'python_version': python_version,
         'python_full_version': python_version + '.0'
     }
-    todo = [*roots, *extra]
+    todo = ['mmcv', *roots, *extra]
     found: Dict[str, str] = {}
     while todo:
         name = normalize(todo.pop())
@@ -99,7 +99,7 @@ def stack_closure(roots: Iterable[str] = STACK_ROOTS,
             req = Requirement(text)
             if req.marker is None or req.marker.evaluate(environment):
                 todo.append(req.name)
-    return sorted(found.items())
+    return sorted((n, v) for n, v in found.items() if n != 'mmcv')
 
 
 def _pip(python: str, *args: str) -> subprocess.CompletedProcess:

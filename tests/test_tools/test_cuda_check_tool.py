@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import mmakd
-from mmakd.apis.cuda_check.wheels import manifest_entry
+from mmakd.apis.cuda_check.wheels import manifest_entry, site_packages
 from helpers import load_tool, run_python
 
 TOOL = 'tools/misc/cuda_check.py'
@@ -79,18 +79,24 @@ def test_unknown_steps_exit_2_naming_the_steps(tmp_path):
     assert not (out / 'summary.json').exists()
 
 
-def test_env_step_after_installing_nothing(tmp_path):
-    """Nothing is missing here: the install step passes with nothing
-    installed, then the env step writes the versions."""
-    out = tmp_path / 'out'
+def run_env_step(wheels_dir: str, out):
+    """The tool's install and env steps on CPU, with ``--wheels``
+    ``wheels_dir``: both must pass."""
     proc = run_python([
-        TOOL, '--wheels',
-        write_manifest(tmp_path / 'wheels'), '--device', 'cpu', '--out',
+        TOOL, '--wheels', wheels_dir, '--device', 'cpu', '--out',
         str(out), '--steps', 'env'
     ],
                       timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert summary_rows(out) == [('install', 'ok'), ('env', 'ok')]
+    return proc
+
+
+def test_env_step_after_installing_nothing(tmp_path):
+    """Nothing is missing here: the install step passes with nothing
+    installed, then the env step writes the versions."""
+    out = tmp_path / 'out'
+    proc = run_env_step(write_manifest(tmp_path / 'wheels'), out)
     lines = (out / 'summary.txt').read_text().splitlines()
     assert lines[0].startswith('[cuda-check]  1/2 install')
     assert lines[0].endswith('nothing missing')
@@ -109,15 +115,7 @@ def test_env_step_after_installing_nothing(tmp_path):
 @pytest.mark.slow  # test_env_step_after_installing_nothing runs the tool
 def test_env_step_with_a_folder_without_manifest(tmp_path):
     (tmp_path / 'wheels').mkdir()
-    out = tmp_path / 'out'
-    proc = run_python([
-        TOOL, '--wheels',
-        str(tmp_path / 'wheels'), '--device', 'cpu', '--out',
-        str(out), '--steps', 'env'
-    ],
-                      timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert summary_rows(out) == [('install', 'ok'), ('env', 'ok')]
+    run_env_step(str(tmp_path / 'wheels'), tmp_path / 'out')
 
 
 @pytest.mark.slow
@@ -193,13 +191,7 @@ def test_bootstrap_installs_into_a_venv(tmp_path):
     ],
                    check=True)
     vpython = str(venv / 'bin' / 'python')
-    vsite = subprocess.run([
-        vpython, '-c', 'import sysconfig; print(sysconfig.get_paths()'
-        "['purelib'])"
-    ],
-                           capture_output=True,
-                           text=True,
-                           check=True).stdout.strip()
+    vsite = site_packages(vpython)
     with open(osp.join(vsite, 'outer_env.pth'), 'w') as f:
         f.write('\n'.join(site.getsitepackages()) + '\n')
 

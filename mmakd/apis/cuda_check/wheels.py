@@ -32,7 +32,7 @@ from packaging.requirements import Requirement
 __all__ = [
     'STACK_ROOTS', 'GPU_IMAGE', 'stack_closure', 'download_wheel',
     'strip_wheel', 'wheel_name_version', 'sha256', 'find_mmcv_wheel',
-    'build_mmcv_wheel', 'travel_bytes'
+    'build_mmcv_wheel', 'site_packages', 'travel_bytes'
 ]
 
 #: What mmakd needs at run time beyond torch (requirements/mminstall.txt,
@@ -255,14 +255,8 @@ def build_mmcv_wheel(python: str, torch: str, arch: str, venv: str, cache: str,
     if not cuda_home:
         raise RuntimeError('no CUDA toolkit: set CUDA_HOME or put nvcc on '
                            'PATH')
-    site = subprocess.run([
-        vpython, '-c', 'import sysconfig; print(sysconfig.get_paths()'
-        "['purelib'])"
-    ],
-                          capture_output=True,
-                          text=True,
-                          check=True).stdout.strip()
-    includes = glob.glob(osp.join(site, 'nvidia', '*', 'include'))
+    includes = glob.glob(
+        osp.join(site_packages(vpython), 'nvidia', '*', 'include'))
     env = dict(
         os.environ,
         FORCE_CUDA='1',
@@ -280,6 +274,18 @@ def build_mmcv_wheel(python: str, torch: str, arch: str, venv: str, cache: str,
                           text=True,
                           check=True)
     return proc.stdout.strip().splitlines()[-1]
+
+
+def site_packages(python: str) -> str:
+    """The pure-Python ``site-packages`` folder of interpreter
+    ``python``."""
+    return subprocess.run([
+        python, '-c',
+        "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    ],
+                          capture_output=True,
+                          text=True,
+                          check=True).stdout.strip()
 
 
 def travel_bytes(repo: str, extra: Iterable[str] = ()) -> int:
